@@ -1,0 +1,118 @@
+//! The HTTP API (axum): `/healthz` and `/api/v1/series`. `app(state)` builds the router,
+//! so tests call it without a socket; `serve` binds it with a shutdown future passed in.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::Kind;
+use crate::pipeline::Shared;
+use crate::sink::memory::SeriesQuery;
+
+/// Results returned when the query names no limit, and the most it may ask for.
+const DEFAULT_LIMIT: usize = 500;
+const MAX_LIMIT: usize = 20_000;
+
+pub fn app(shared: Shared) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/api/v1/series", get(series)).with_state(Arc::new(shared))
+}
+
+/// Serves the API on `listen` until `shutdown` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Shared, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app(shared)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesParams {
+    kind: Option<String>,
+    window: Option<String>,
+    sensor_id: Option<String>,
+    district: Option<String>,
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn series(State(shared): State<Arc<Shared>>, params: Result<Query<SeriesParams>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(err) => return bad_request(err.body_text()),
+    };
+    let kind = match params.kind.as_deref().map(|k| Kind::parse(k).ok_or(k)) {
+        None => None,
+        Some(Ok(kind)) => Some(kind),
+        Some(Err(k)) => return bad_request(format!("unknown kind {k:?}: use pm25, dust, water or charging")),
+    };
+    let query = SeriesQuery {
+        kind,
+        window: params.window,
+        sensor_id: params.sensor_id,
+        district: params.district,
+        since_ms: params.since_ms,
+        limit: params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT),
+    };
+    let results = shared.store.query(&query);
+    Json(results.iter().map(|r| r.as_ref()).collect::<Vec<_>>()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::model::{Area, WindowResult, WindowValues};
+
+    async fn get_json(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let response = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn series_filters_by_kind_window_and_sensor() {
+        let shared = Shared::default();
+        let result = |sensor: &str, kind: Kind| {
+            Arc::new(WindowResult {
+                kind,
+                sensor_id: sensor.into(),
+                window: "1m".into(),
+                start_ms: 0,
+                end_ms: 60_000,
+                area: Area { grid: "g".into(), street: "s".into(), district: "d".into() },
+                values: WindowValues::Level { count: 2, sum: 3.0, mean: 1.5, min: 1.0, max: 2.0, first: 1.0, last: 2.0, stddev: 0.5 },
+            })
+        };
+        shared.store.insert_batch([result("a", Kind::Pm25), result("b", Kind::Pm25), result("w", Kind::Water)]);
+        let (status, body) = get_json(app(shared.clone()), "/api/v1/series?kind=pm25&window=1m").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.as_array().unwrap().len(), 2);
+        let (_, body) = get_json(app(shared.clone()), "/api/v1/series?kind=pm25&sensor_id=b").await;
+        assert_eq!(body[0]["sensor_id"], "b");
+        assert_eq!(body[0]["mean"], 1.5);
+        assert_eq!(body[0]["district"], "d");
+        let (status, body) = get_json(app(shared), "/api/v1/series?kind=pm10").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("pm10"));
+    }
+}

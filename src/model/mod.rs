@@ -1,0 +1,12 @@
+//! Domain types shared by every stage: kinds of feed, normalised readings, pile status,
+//! areas and window results. No I/O, no parsing of wire formats.
+
+mod kind;
+mod pile_status;
+mod reading;
+mod window_result;
+
+pub use kind::Kind;
+pub use pile_status::PileStatus;
+pub use reading::{Area, Observation, Reading};
+pub use window_result::{WindowResult, WindowValues};

@@ -1,0 +1,187 @@
+//! The synchronous heart of the pipeline: one input record in, its fate out (accepted into
+//! windows, or rejected with a reason), plus any windows that closed. Owns the window state
+//! of every assigned input partition. No I/O, no clocks: the shell passes wall time in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::decode::{Decoder, Format, Rejection};
+use crate::model::Kind;
+use crate::registry::Registry;
+use crate::window::{ClosedWindow, PartitionWindows, SensorBudget, WindowSpec, WindowTiming};
+
+/// An input partition: the feed (one topic per kind) and the Kafka partition number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourcePartition {
+    pub kind: Kind,
+    pub partition: i32,
+}
+
+/// One record as the source hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct InputRecord<'a> {
+    pub source: SourcePartition,
+    pub offset: i64,
+    pub format: Format,
+    pub payload: Option<&'a [u8]>,
+    pub content_type: Option<&'a str>,
+}
+
+/// A window that closed, tagged with the input partition whose offsets it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emitted {
+    pub source: SourcePartition,
+    pub window: ClosedWindow,
+}
+
+/// What the core needs from the settings.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub decoder: Decoder,
+    pub windows: [Vec<WindowSpec>; 4],
+    pub timing: WindowTiming,
+    pub idle_timeout_ms: i64,
+    pub max_tracked_sensors: usize,
+}
+
+impl From<&Settings> for CoreSettings {
+    fn from(s: &Settings) -> Self {
+        CoreSettings {
+            decoder: s.decoder.clone(),
+            windows: s.windows.clone(),
+            timing: s.timing.clone(),
+            idle_timeout_ms: s.idle_timeout_ms,
+            max_tracked_sensors: s.max_tracked_sensors,
+        }
+    }
+}
+
+pub struct Processor {
+    settings: CoreSettings,
+    registry: Arc<Registry>,
+    partitions: HashMap<SourcePartition, PartitionWindows>,
+    budget: SensorBudget,
+    scratch: Vec<ClosedWindow>,
+}
+
+impl Processor {
+    pub fn new(settings: CoreSettings, registry: Arc<Registry>) -> Self {
+        let budget = SensorBudget { tracked: 0, cap: settings.max_tracked_sensors };
+        Processor { settings, registry, partitions: HashMap::new(), budget, scratch: Vec::new() }
+    }
+
+    /// Decodes, validates and windows one record. `Err` is its dead-letter verdict; closed
+    /// windows are appended to `emitted` either way.
+    pub fn process(&mut self, record: InputRecord<'_>, now_wall_ms: i64, emitted: &mut Vec<Emitted>) -> Result<(), Rejection> {
+        let kind = record.source.kind;
+        let reading = self.settings.decoder.decode(kind, record.format, record.payload, record.content_type, &self.registry, now_wall_ms)?;
+        let timing = &self.settings.timing;
+        let windows = self
+            .partitions
+            .entry(record.source)
+            .or_insert_with(|| PartitionWindows::new(kind, timing, now_wall_ms));
+        let result = windows.add(reading, record.offset, &self.settings.windows[kind.index()], timing, &mut self.budget, now_wall_ms, &mut self.scratch);
+        emitted.extend(self.scratch.drain(..).map(|window| Emitted { source: record.source, window }));
+        result
+    }
+
+    /// Processing-time housekeeping: a partition that has been idle for the configured
+    /// time follows the most advanced watermark of the others, so it closes its windows.
+    pub fn tick(&mut self, now_wall_ms: i64, emitted: &mut Vec<Emitted>) {
+        let Some(leading) = self.partitions.values().map(PartitionWindows::watermark).max() else { return };
+        for (source, windows) in &mut self.partitions {
+            if now_wall_ms - windows.last_record_wall_ms() < self.settings.idle_timeout_ms || windows.watermark() >= leading {
+                continue;
+            }
+            let kind = windows.kind();
+            windows.advance_idle(leading, &self.settings.windows[kind.index()], &self.settings.timing, &mut self.budget, &mut self.scratch);
+            emitted.extend(self.scratch.drain(..).map(|window| Emitted { source: *source, window }));
+        }
+    }
+
+    /// The lowest offset of `source` that still feeds an open window.
+    pub fn lowest_open_offset(&self, source: SourcePartition) -> Option<i64> {
+        self.partitions.get(&source).and_then(PartitionWindows::lowest_open_offset)
+    }
+
+    /// Forgets a partition (revoked in a rebalance); its new owner replays from the commit.
+    pub fn drop_partition(&mut self, source: SourcePartition) {
+        if let Some(windows) = self.partitions.remove(&source) {
+            self.budget.tracked -= windows.tracked_sensors();
+        }
+    }
+
+    pub fn watermark(&self, source: SourcePartition) -> Option<i64> {
+        self.partitions.get(&source).map(PartitionWindows::watermark)
+    }
+
+    pub fn tracked_sensors(&self) -> usize {
+        self.budget.tracked
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.partitions.values().map(PartitionWindows::open_windows).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Reason;
+
+    const NOW: i64 = 1_764_057_600_000;
+
+    fn processor() -> Processor {
+        let mut settings = CoreSettings::from(&Settings::defaults());
+        settings.windows[Kind::Pm25.index()] = vec![WindowSpec::tumbling("1m", 60_000)];
+        Processor::new(settings, Arc::new(Registry::empty()))
+    }
+
+    fn json(sensor: &str, ts: i64, value: f64) -> Vec<u8> {
+        format!(r#"{{"sensor_id":"{sensor}","ts":{ts},"value":{value},"unit":"ug/m3"}}"#).into_bytes()
+    }
+
+    fn feed(p: &mut Processor, partition: i32, offset: i64, payload: &[u8], now: i64, out: &mut Vec<Emitted>) -> Result<(), Reason> {
+        let record = InputRecord {
+            source: SourcePartition { kind: Kind::Pm25, partition },
+            offset,
+            format: Format::Auto,
+            payload: Some(payload),
+            content_type: None,
+        };
+        p.process(record, now, out).map_err(|r| r.reason)
+    }
+
+    #[test]
+    fn a_record_is_either_windowed_or_rejected() {
+        let mut p = processor();
+        let mut out = Vec::new();
+        let base = NOW - 3_600_000;
+        assert_eq!(feed(&mut p, 0, 0, &json("a", base, 10.0), NOW, &mut out), Ok(()));
+        assert_eq!(feed(&mut p, 0, 1, b"not json", NOW, &mut out), Err(Reason::Undecodable));
+        assert_eq!(feed(&mut p, 0, 2, &json("a", base, 11.0), NOW, &mut out), Err(Reason::Duplicate));
+        assert_eq!(feed(&mut p, 0, 3, &json("a", NOW + 3_600_000, 11.0), NOW, &mut out), Err(Reason::Future));
+        assert_eq!(p.lowest_open_offset(SourcePartition { kind: Kind::Pm25, partition: 0 }), Some(0));
+        assert_eq!(feed(&mut p, 0, 4, &json("a", base + 600_000, 12.0), NOW, &mut out), Ok(()));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].window.result.values.count(), 1);
+        assert_eq!(out[0].window.first_offset, 0);
+    }
+
+    #[test]
+    fn an_idle_partition_is_carried_along_after_the_idle_timeout() {
+        let mut p = processor();
+        let mut out = Vec::new();
+        let base = NOW - 3_600_000;
+        feed(&mut p, 0, 0, &json("a", base, 1.0), NOW, &mut out).unwrap();
+        feed(&mut p, 1, 0, &json("b", base + 3_000_000, 1.0), NOW + 1_000, &mut out).unwrap();
+        assert!(out.is_empty());
+        p.tick(NOW + 30_000, &mut out);
+        assert!(out.is_empty(), "not idle long enough");
+        p.tick(NOW + 61_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].source.partition, 0);
+        assert_eq!(out[0].window.result.sensor_id, "a");
+    }
+}

@@ -1,0 +1,244 @@
+//! Wiring: the consumer loop (a thin async shell around `core::Processor`), the sink task,
+//! the dead-letter producer and the commit of safe offsets (`offsets`).
+//!
+//! ```text
+//!  Kafka ─▶ source::kafka ─▶ core::Processor ─┬─ rejected ─▶ sink::deadletter ─▶ city.deadletter
+//!                                             └─ closed windows ─▶ sink task ─▶ InfluxDB + sink::memory
+//!  acknowledgements ─▶ offsets::OffsetTracker ─▶ commit
+//! ```
+
+pub mod core;
+pub mod offsets;
+pub mod stats;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::CommitMode;
+use rdkafka::message::{Headers, Message};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::core::{CoreSettings, Emitted, InputRecord, Processor, SourcePartition};
+use self::offsets::OffsetTracker;
+use self::stats::PipelineStats;
+use crate::config::Settings;
+use crate::registry::Registry;
+use crate::sink::deadletter::DeadLetterSink;
+use crate::sink::influx::InfluxWriter;
+use crate::sink::memory::MemoryStore;
+use crate::source::kafka::KafkaSource;
+
+/// Closed windows waiting for the sink before the consumer blocks (backpressure).
+const SINK_QUEUE: usize = 16_384;
+/// Batch size when results only go to memory.
+const MEMORY_BATCH: usize = 1_024;
+/// How often idle partitions are checked and offsets committed at most.
+const TICK: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot create the Kafka consumer for {brokers}: {source}")]
+    Consumer { brokers: String, source: rdkafka::error::KafkaError },
+    #[error("cannot create the dead-letter producer for {brokers}: {source}")]
+    Producer { brokers: String, source: rdkafka::error::KafkaError },
+}
+
+/// What the running pipeline shares with the API and the terminal summary.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub store: Arc<MemoryStore>,
+    pub stats: Arc<PipelineStats>,
+}
+
+pub fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs the pipeline until `shutdown` is cancelled, then drains: flushes the sinks, waits
+/// for dead-letter acknowledgements and commits what is safe, within the shutdown timeout.
+pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, shutdown: CancellationToken) -> Result<(), PipelineError> {
+    let source = KafkaSource::new(&settings.kafka, &settings.inputs)
+        .map_err(|source| PipelineError::Consumer { brokers: settings.kafka.brokers.clone(), source })?;
+    let offsets = Arc::new(Mutex::new(OffsetTracker::new()));
+    let deadletters = DeadLetterSink::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.deadletter_topic, offsets.clone())
+        .map_err(|source| PipelineError::Producer { brokers: settings.kafka.brokers.clone(), source })?;
+    let mut processor = Processor::new(CoreSettings::from(&settings), registry);
+
+    let (results_tx, results_rx) = mpsc::channel::<Emitted>(SINK_QUEUE);
+    let give_up = CancellationToken::new();
+    let sink = tokio::spawn(run_sink(
+        results_rx,
+        settings.influx.as_ref().map(InfluxWriter::new),
+        settings.influx.as_ref().map_or(MEMORY_BATCH, |i| i.batch_size),
+        Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),
+        shared.clone(),
+        offsets.clone(),
+        give_up.clone(),
+    ));
+
+    tracing::info!(
+        brokers = %settings.kafka.brokers,
+        group = %settings.kafka.group_id,
+        topics = ?settings.inputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        influx = settings.influx.as_ref().map_or("none", |i| i.url.as_str()),
+        "Pipeline started"
+    );
+    let mut emitted = Vec::new();
+    let mut tick = tokio::time::interval(TICK);
+    let commit_every = Duration::from_millis(settings.commit_interval_ms as u64);
+    let mut last_commit = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                for revoked in source.take_revoked() {
+                    processor.drop_partition(revoked);
+                    offsets.lock().unwrap_or_else(|e| e.into_inner()).drop_partition(revoked);
+                }
+                processor.tick(wall_ms(), &mut emitted);
+                forward(&mut emitted, &results_tx, &offsets).await;
+                shared.stats.tracked_sensors.store(processor.tracked_sensors() as u64, Ordering::Relaxed);
+                shared.stats.open_windows.store(processor.open_windows() as u64, Ordering::Relaxed);
+                if last_commit.elapsed() >= commit_every {
+                    commit_safe_offsets(&source, &processor, &offsets, &shared.stats, CommitMode::Async);
+                    last_commit = tokio::time::Instant::now();
+                }
+            }
+            message = source.consumer().recv() => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Kafka consumer error");
+                        continue;
+                    }
+                };
+                let Some(input) = source.input(message.topic()) else { continue };
+                let partition = SourcePartition { kind: input.kind, partition: message.partition() };
+                let content_type = message.headers().and_then(|headers| {
+                    headers.iter().find(|h| h.key.eq_ignore_ascii_case("content-type")).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+                });
+                let record = InputRecord { source: partition, offset: message.offset(), format: input.format, payload: message.payload(), content_type };
+                match processor.process(record, wall_ms(), &mut emitted) {
+                    Ok(()) => shared.stats.record_accepted(input.kind),
+                    Err(rejection) => {
+                        tracing::debug!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %rejection.reason, detail = %rejection.detail, "Record dead-lettered");
+                        shared.stats.record_rejected(input.kind, &rejection);
+                        offsets.lock().unwrap_or_else(|e| e.into_inner()).hold(partition, message.offset());
+                        deadletters.send(message.topic(), partition, message.offset(), message.key(), message.payload(), &rejection);
+                    }
+                }
+                offsets.lock().unwrap_or_else(|e| e.into_inner()).consumed(partition, message.offset());
+                forward(&mut emitted, &results_tx, &offsets).await;
+            }
+        }
+    }
+
+    tracing::info!("Pipeline draining");
+    drop(results_tx);
+    let timeout = Duration::from_millis(settings.shutdown_timeout_ms as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut sink = sink;
+    if tokio::time::timeout_at(deadline, &mut sink).await.is_err() {
+        tracing::error!(timeout_ms = settings.shutdown_timeout_ms, "Sink did not drain in time; unacknowledged windows will be replayed");
+        give_up.cancel();
+        let _ = sink.await;
+    }
+    deadletters.flush(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    commit_safe_offsets(&source, &processor, &offsets, &shared.stats, CommitMode::Sync);
+    tracing::info!(records = shared.stats.records_in(), dead_lettered = shared.stats.rejected(), "Pipeline stopped");
+    Ok(())
+}
+
+/// Hands closed windows to the sink, holding their first input offsets until acknowledged.
+async fn forward(emitted: &mut Vec<Emitted>, results: &mpsc::Sender<Emitted>, offsets: &Mutex<OffsetTracker>) {
+    if emitted.is_empty() {
+        return;
+    }
+    {
+        let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
+        for e in emitted.iter() {
+            offsets.hold(e.source, e.window.first_offset);
+        }
+    }
+    for e in emitted.drain(..) {
+        if results.send(e).await.is_err() {
+            tracing::error!("Sink task ended early; windows will be replayed after restart");
+            return;
+        }
+    }
+}
+
+fn commit_safe_offsets(source: &KafkaSource, processor: &Processor, offsets: &Mutex<OffsetTracker>, stats: &PipelineStats, mode: CommitMode) {
+    let candidates = offsets.lock().unwrap_or_else(|e| e.into_inner()).commit_candidates(|p| processor.lowest_open_offset(p));
+    if candidates.is_empty() {
+        return;
+    }
+    match source.commit(&candidates, mode) {
+        Ok(()) => {
+            let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
+            for (partition, offset) in &candidates {
+                offsets.mark_committed(*partition, *offset);
+            }
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(err) => tracing::debug!(error = %err, "Commit not accepted now; will retry"),
+    }
+}
+
+/// The sink task: batches closed windows, writes them to InfluxDB (when configured) and
+/// to the in-memory store, then releases their input offsets.
+async fn run_sink(
+    mut results: mpsc::Receiver<Emitted>,
+    mut influx: Option<InfluxWriter>,
+    batch_size: usize,
+    flush_every: Duration,
+    shared: Shared,
+    offsets: Arc<Mutex<OffsetTracker>>,
+    give_up: CancellationToken,
+) {
+    let mut batch: Vec<Emitted> = Vec::new();
+    let mut tick = tokio::time::interval(flush_every);
+    loop {
+        let (flush_now, closed) = tokio::select! {
+            item = results.recv() => match item {
+                Some(emitted) => {
+                    if let Some(writer) = influx.as_mut() {
+                        writer.push(&emitted.window.result);
+                    }
+                    batch.push(emitted);
+                    (batch.len() >= batch_size, false)
+                }
+                None => (true, true),
+            },
+            _ = tick.tick() => (true, false),
+        };
+        if flush_now && !batch.is_empty() {
+            let acknowledged = match influx.as_mut() {
+                Some(writer) => writer.flush(give_up.cancelled()).await,
+                None => true,
+            };
+            if !acknowledged {
+                return;
+            }
+            let count = batch.len() as u64;
+            shared.store.insert_batch(batch.iter().map(|e| Arc::new(e.window.result.clone())));
+            {
+                let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                for e in &batch {
+                    offsets.release(e.source, e.window.first_offset);
+                }
+            }
+            batch.clear();
+            shared.stats.windows_closed.fetch_add(count, Ordering::Relaxed);
+            shared.stats.points_written.fetch_add(if influx.is_some() { count } else { 0 }, Ordering::Relaxed);
+            shared.stats.sink_batches.fetch_add(1, Ordering::Relaxed);
+            shared.stats.last_write_ms.store(wall_ms(), Ordering::Relaxed);
+        }
+        if closed {
+            return;
+        }
+    }
+}

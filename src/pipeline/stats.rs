@@ -1,0 +1,66 @@
+//! Counters of what the pipeline did, shared with the API, the demo's terminal summary and
+//! the tests. Updated once per record on the consumer task (atomics, no locks) and per
+//! batch by the sink.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::decode::{Reason, Rejection};
+use crate::model::Kind;
+
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    records_in: [AtomicU64; 4],
+    accepted: [AtomicU64; 4],
+    rejected: [AtomicU64; Reason::ALL.len()],
+    by_vendor: Mutex<BTreeMap<(Reason, String), u64>>,
+    pub windows_closed: AtomicU64,
+    pub points_written: AtomicU64,
+    pub sink_batches: AtomicU64,
+    pub commits: AtomicU64,
+    pub tracked_sensors: AtomicU64,
+    pub open_windows: AtomicU64,
+    /// Wall-clock ms of the last successful sink write (0: none yet).
+    pub last_write_ms: AtomicI64,
+}
+
+impl PipelineStats {
+    pub fn record_accepted(&self, kind: Kind) {
+        self.records_in[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.accepted[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_rejected(&self, kind: Kind, rejection: &Rejection) {
+        self.records_in[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.rejected[rejection.reason.index()].fetch_add(1, Ordering::Relaxed);
+        let vendor = rejection.vendor.clone().unwrap_or_else(|| "unknown".to_owned());
+        *self.by_vendor.lock().unwrap_or_else(|e| e.into_inner()).entry((rejection.reason, vendor)).or_default() += 1;
+    }
+
+    pub fn records_in(&self) -> u64 {
+        self.records_in.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn records_in_for(&self, kind: Kind) -> u64 {
+        self.records_in[kind.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Non-zero dead-letter counts by reason.
+    pub fn rejected_by_reason(&self) -> Vec<(Reason, u64)> {
+        Reason::ALL.into_iter().map(|r| (r, self.rejected[r.index()].load(Ordering::Relaxed))).filter(|(_, n)| *n > 0).collect()
+    }
+
+    /// Dead-letter counts by (reason, vendor): what to tell each vendor.
+    pub fn rejected_by_vendor(&self) -> BTreeMap<(Reason, String), u64> {
+        self.by_vendor.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

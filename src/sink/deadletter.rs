@@ -1,0 +1,104 @@
+//! The dead-letter producer: a rejected record goes to the dead-letter topic with its
+//! original key and bytes and the headers `citysense-reason`, `citysense-detail` and
+//! `citysense-source` (topic/partition/offset). Its input offset stays held until the
+//! broker acknowledges the dead letter, so a crash cannot lose it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use crate::decode::Rejection;
+use crate::pipeline::core::SourcePartition;
+use crate::pipeline::offsets::OffsetTracker;
+
+pub const HEADER_REASON: &str = "citysense-reason";
+pub const HEADER_DETAIL: &str = "citysense-detail";
+pub const HEADER_SOURCE: &str = "citysense-source";
+
+/// Releases the input offset once the broker has the dead letter.
+pub struct DeliveryAcks {
+    offsets: Arc<Mutex<OffsetTracker>>,
+    pub failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryAcks {}
+
+impl ProducerContext for DeliveryAcks {
+    type DeliveryOpaque = Box<(SourcePartition, i64)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, held: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => self.offsets.lock().unwrap_or_else(|e| e.into_inner()).release(held.0, held.1),
+            Err((err, _)) => {
+                // The hold stays: the commit cannot pass this record, so a restart replays
+                // and dead-letters it again. Nothing is lost; the operator must look.
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %err, partition = held.0.partition, offset = held.1, "Dead letter not delivered; offset held");
+            }
+        }
+    }
+}
+
+pub struct DeadLetterSink {
+    producer: ThreadedProducer<DeliveryAcks>,
+    topic: String,
+}
+
+impl DeadLetterSink {
+    pub fn new(brokers: &str, extra: &[(String, String)], topic: &str, offsets: Arc<Mutex<OffsetTracker>>) -> Result<Self, KafkaError> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers).set("linger.ms", "20").set("enable.idempotence", "false");
+        for (key, value) in extra.iter().filter(|(k, _)| !k.starts_with("fetch.") && !k.starts_with("auto.") && !k.starts_with("session.")) {
+            config.set(key, value);
+        }
+        let producer = config.create_with_context(DeliveryAcks { offsets, failed: AtomicU64::new(0) })?;
+        Ok(DeadLetterSink { producer, topic: topic.to_owned() })
+    }
+
+    /// Queues one dead letter. The caller has already put a hold on (`source`, `offset`).
+    pub fn send(&self, source_topic: &str, source: SourcePartition, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>, rejection: &Rejection) {
+        let origin = format!("{source_topic}/{}/{offset}", source.partition);
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header { key: HEADER_REASON, value: Some(rejection.reason.as_str()) })
+            .insert(Header { key: HEADER_DETAIL, value: Some(rejection.detail.as_str()) })
+            .insert(Header { key: HEADER_SOURCE, value: Some(origin.as_str()) });
+        let mut record: BaseRecord<'_, [u8], [u8], Box<(SourcePartition, i64)>> =
+            BaseRecord::with_opaque_to(&self.topic, Box::new((source, offset))).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((err, _)) => {
+                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %err, offset, "Dead letter could not be queued; offset held");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.producer.context().failed.load(Ordering::Relaxed)
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(err) = self.producer.flush(timeout) {
+            tracing::warn!(error = %err, "Dead-letter flush did not finish");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The in-memory store of recent window results: what `/api/v1/series` serves and the
+//! demo's time-series store. Bounded: each (kind, window) keeps its newest results only.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use crate::model::{Kind, WindowResult, WindowValues};
+
+/// Results kept per (kind, window label) before the oldest are dropped from memory.
+pub const DEFAULT_RESULTS_PER_SERIES: usize = 20_000;
+
+#[derive(Debug)]
+pub struct MemoryStore {
+    capacity: usize,
+    series: RwLock<HashMap<(Kind, String), VecDeque<Arc<WindowResult>>>>,
+}
+
+/// A filter for `query`.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesQuery {
+    pub kind: Option<Kind>,
+    pub window: Option<String>,
+    pub sensor_id: Option<String>,
+    pub district: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(DEFAULT_RESULTS_PER_SERIES)
+    }
+}
+
+impl MemoryStore {
+    pub fn new(capacity: usize) -> Self {
+        MemoryStore { capacity, series: RwLock::new(HashMap::new()) }
+    }
+
+    pub fn insert_batch(&self, results: impl IntoIterator<Item = Arc<WindowResult>>) {
+        let mut series = self.series.write().unwrap_or_else(|e| e.into_inner());
+        for result in results {
+            let ring = series.entry((result.kind, result.window.clone())).or_default();
+            if ring.len() == self.capacity {
+                ring.pop_front();
+            }
+            ring.push_back(result);
+        }
+    }
+
+    /// Matching results, oldest first, at most `limit` (the newest ones).
+    pub fn query(&self, q: &SeriesQuery) -> Vec<Arc<WindowResult>> {
+        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Arc<WindowResult>> = series
+            .iter()
+            .filter(|((kind, window), _)| q.kind.is_none_or(|k| k == *kind) && q.window.as_ref().is_none_or(|w| w == window))
+            .flat_map(|(_, ring)| ring.iter())
+            .filter(|r| q.sensor_id.as_ref().is_none_or(|s| *s == r.sensor_id))
+            .filter(|r| q.district.as_ref().is_none_or(|d| *d == r.area.district))
+            .filter(|r| q.since_ms.is_none_or(|t| r.end_ms >= t))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.end_ms, &a.sensor_id, &a.window).cmp(&(b.end_ms, &b.sensor_id, &b.window)));
+        let skip = out.len().saturating_sub(q.limit);
+        out.drain(..skip);
+        out
+    }
+
+    /// Per district: the mean over sensors of each sensor's latest window mean, the number
+    /// of sensors, and the end of the newest window.
+    pub fn latest_by_district(&self, kind: Kind, window: &str) -> BTreeMap<String, (f64, usize, i64)> {
+        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
+        let Some(ring) = series.get(&(kind, window.to_owned())) else { return BTreeMap::new() };
+        let mut latest: HashMap<&str, &WindowResult> = HashMap::new();
+        for r in ring {
+            let slot = latest.entry(r.sensor_id.as_str()).or_insert(r);
+            if r.end_ms > slot.end_ms {
+                *slot = r;
+            }
+        }
+        let mut out: BTreeMap<String, (f64, usize, i64)> = BTreeMap::new();
+        for r in latest.values() {
+            if let WindowValues::Level { mean, .. } = r.values {
+                let entry = out.entry(r.area.district.clone()).or_insert((0.0, 0, i64::MIN));
+                entry.0 += mean;
+                entry.1 += 1;
+                entry.2 = entry.2.max(r.end_ms);
+            }
+        }
+        for entry in out.values_mut() {
+            entry.0 /= entry.1 as f64;
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.read().unwrap_or_else(|e| e.into_inner()).values().map(VecDeque::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Area;
+
+    fn result(sensor: &str, district: &str, end_ms: i64, mean: f64) -> Arc<WindowResult> {
+        Arc::new(WindowResult {
+            kind: Kind::Pm25,
+            sensor_id: sensor.into(),
+            window: "1m".into(),
+            start_ms: end_ms - 60_000,
+            end_ms,
+            area: Area { district: district.into(), ..Area::default() },
+            values: WindowValues::Level { count: 1, sum: mean, mean, min: mean, max: mean, first: mean, last: mean, stddev: 0.0 },
+        })
+    }
+
+    #[test]
+    fn keeps_the_newest_results_and_filters() {
+        let store = MemoryStore::new(3);
+        store.insert_batch((0..5).map(|i| result(if i % 2 == 0 { "a" } else { "b" }, "hd", i * 60_000, i as f64)));
+        assert_eq!(store.len(), 3);
+        let all = store.query(&SeriesQuery { limit: 10, ..Default::default() });
+        assert_eq!(all.iter().map(|r| r.end_ms / 60_000).collect::<Vec<_>>(), vec![2, 3, 4]);
+        let a = store.query(&SeriesQuery { sensor_id: Some("a".into()), limit: 10, ..Default::default() });
+        assert_eq!(a.len(), 2);
+        let newest = store.query(&SeriesQuery { limit: 1, ..Default::default() });
+        assert_eq!(newest[0].end_ms, 4 * 60_000);
+    }
+
+    #[test]
+    fn district_summary_averages_each_sensors_latest_mean() {
+        let store = MemoryStore::new(100);
+        store.insert_batch([result("a", "hd", 60_000, 10.0), result("a", "hd", 120_000, 20.0), result("b", "hd", 60_000, 40.0), result("c", "cy", 60_000, 5.0)]);
+        let summary = store.latest_by_district(Kind::Pm25, "1m");
+        assert_eq!(summary["hd"], (30.0, 2, 120_000));
+        assert_eq!(summary["cy"].1, 1);
+    }
+}

@@ -1,0 +1,100 @@
+//! The Kafka consumer: subscribes to the enabled input topics in one consumer group, never
+//! auto-commits (the pipeline commits what `pipeline::offsets` says is safe), and reports
+//! revoked partitions so their state can be dropped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::config::{KafkaSettings, TopicInput};
+use crate::pipeline::core::SourcePartition;
+
+/// Collects partitions revoked by rebalances for the pipeline loop to drop.
+#[derive(Default)]
+pub struct RebalanceLog {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+                for elem in list.elements() {
+                    revoked.push((elem.topic().to_owned(), elem.partition()));
+                }
+                tracing::info!(partitions = list.count(), "Partitions revoked");
+            }
+            Rebalance::Assign(list) => tracing::info!(partitions = list.count(), "Partitions assigned"),
+            Rebalance::Error(err) => tracing::warn!(error = %err, "Rebalance error"),
+        }
+    }
+}
+
+pub struct KafkaSource {
+    consumer: StreamConsumer<RebalanceLog>,
+    topics: HashMap<String, TopicInput>,
+    names: HashMap<crate::model::Kind, String>,
+}
+
+impl KafkaSource {
+    pub fn new(settings: &KafkaSettings, inputs: &[TopicInput]) -> Result<Self, KafkaError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (key, value) in &settings.properties {
+            config.set(key, value);
+        }
+        let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog::default())?;
+        let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
+        consumer.subscribe(&names)?;
+        Ok(KafkaSource {
+            consumer,
+            topics: inputs.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+            names: inputs.iter().map(|t| (t.kind, t.name.clone())).collect(),
+        })
+    }
+
+    pub fn consumer(&self) -> &StreamConsumer<RebalanceLog> {
+        &self.consumer
+    }
+
+    /// The input topic config of a consumed topic name.
+    pub fn input(&self, topic: &str) -> Option<&TopicInput> {
+        self.topics.get(topic)
+    }
+
+    pub fn topic_name(&self, source: SourcePartition) -> &str {
+        self.names.get(&source.kind).map_or("", String::as_str)
+    }
+
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<SourcePartition> {
+        let mut revoked = self.consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner());
+        revoked
+            .drain(..)
+            .filter_map(|(topic, partition)| self.topics.get(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
+            .collect()
+    }
+
+    /// Commits the given next-offsets. Rebalance-in-progress and no-offset are expected
+    /// transient answers: the caller simply tries again at the next interval.
+    pub fn commit(&self, offsets: &[(SourcePartition, i64)], mode: CommitMode) -> Result<(), KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for (source, offset) in offsets {
+            list.add_partition_offset(self.topic_name(*source), source.partition, Offset::Offset(*offset))?;
+        }
+        self.consumer.commit(&list, mode)
+    }
+}

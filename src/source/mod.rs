@@ -1,0 +1,3 @@
+//! Input: the only module that owns a Kafka consumer.
+
+pub mod kafka;

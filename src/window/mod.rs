@@ -1,0 +1,12 @@
+//! Event time: which windows a timestamp falls in (`spec`), how far event time has
+//! progressed in a partition (`watermark`), and the open windows of one input partition
+//! with duplicate, lateness and cardinality checks (`partition`). Synchronous, no clocks:
+//! wall time comes in as an argument.
+
+pub mod partition;
+pub mod spec;
+pub mod watermark;
+
+pub use partition::{ClosedWindow, PartitionWindows, SensorBudget, WindowTiming};
+pub use spec::WindowSpec;
+pub use watermark::Watermark;

@@ -1,0 +1,382 @@
+//! The open windows of one input partition: duplicate detection, lateness, the tracked-sensor
+//! cap, accumulation, and closing windows as the partition's watermark passes them.
+//!
+//! Every accepted reading enters all windows that contain it, or none: if any of them has
+//! already closed the reading is `late`. Each open window remembers the first input offset
+//! that fed it, which is what keeps the commit below unfinished work (`pipeline::offsets`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::{Watermark, WindowSpec};
+use crate::aggregate::Accumulator;
+use crate::decode::{Reason, Rejection};
+use crate::model::{Area, Kind, Reading, WindowResult};
+
+/// Event-time settings shared by every partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowTiming {
+    pub out_of_orderness_ms: i64,
+    pub allowed_lateness_ms: i64,
+    /// Local time offset used to align windows (Asia/Shanghai: +8 h).
+    pub tz_offset_ms: i64,
+}
+
+/// The cap on tracked sensors, shared by all partitions of one pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SensorBudget {
+    pub tracked: usize,
+    pub cap: usize,
+}
+
+/// A window that closed, with the lowest input offset that fed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedWindow {
+    pub result: WindowResult,
+    pub first_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct WindowKey {
+    end_ms: i64,
+    sensor: Arc<str>,
+    spec: usize,
+}
+
+#[derive(Debug)]
+struct OpenWindow {
+    start_ms: i64,
+    first_offset: i64,
+    acc: Accumulator,
+}
+
+/// What one sensor needs remembered between records.
+#[derive(Debug, Default)]
+struct SensorState {
+    area: Area,
+    open_windows: usize,
+    /// Event times accepted, pruned once every window they fed has closed.
+    seen_ts: BTreeMap<i64, Option<u64>>,
+    seen_seq: HashMap<u64, i64>,
+}
+
+#[derive(Debug)]
+pub struct PartitionWindows {
+    kind: Kind,
+    watermark: Watermark,
+    sensors: HashMap<Arc<str>, SensorState>,
+    /// Ordered by window end, so closing pops from the front.
+    open: BTreeMap<WindowKey, OpenWindow>,
+    /// Multiset of the first offsets of open windows.
+    open_offsets: BTreeMap<i64, usize>,
+    last_record_wall_ms: i64,
+}
+
+impl PartitionWindows {
+    pub fn new(kind: Kind, timing: &WindowTiming, now_wall_ms: i64) -> Self {
+        PartitionWindows {
+            kind,
+            watermark: Watermark::new(timing.out_of_orderness_ms),
+            sensors: HashMap::new(),
+            open: BTreeMap::new(),
+            open_offsets: BTreeMap::new(),
+            last_record_wall_ms: now_wall_ms,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark.current()
+    }
+
+    pub fn tracked_sensors(&self) -> usize {
+        self.sensors.len()
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn last_record_wall_ms(&self) -> i64 {
+        self.last_record_wall_ms
+    }
+
+    /// The lowest offset that still feeds an open window.
+    pub fn lowest_open_offset(&self) -> Option<i64> {
+        self.open_offsets.keys().next().copied()
+    }
+
+    /// Adds one validated reading at `offset`; closes the windows its watermark passes.
+    pub fn add(
+        &mut self,
+        reading: Reading,
+        offset: i64,
+        specs: &[WindowSpec],
+        timing: &WindowTiming,
+        budget: &mut SensorBudget,
+        now_wall_ms: i64,
+        closed: &mut Vec<ClosedWindow>,
+    ) -> Result<(), Rejection> {
+        self.last_record_wall_ms = now_wall_ms;
+        let vendor = reading.vendor.as_str();
+        let reject = |reason, detail: String| Err(Rejection::new(reason, detail).with_vendor(vendor));
+
+        if let Some(state) = self.sensors.get(reading.sensor_id.as_str()) {
+            if state.seen_ts.contains_key(&reading.ts_ms) {
+                return reject(Reason::Duplicate, format!("sensor {} already sent ts {}", reading.sensor_id, reading.ts_ms));
+            }
+            if let Some(seq) = reading.seq {
+                if let Some(ts) = state.seen_seq.get(&seq) {
+                    return reject(Reason::Duplicate, format!("sensor {} already sent seq {seq} (ts {ts})", reading.sensor_id));
+                }
+            }
+        }
+        let watermark = self.watermark.current();
+        for spec in specs {
+            for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
+                let closes_at = start + spec.size_ms + timing.allowed_lateness_ms;
+                if closes_at <= watermark {
+                    return reject(
+                        Reason::Late,
+                        format!(
+                            "window {} starting {} closed; watermark {}",
+                            spec.label,
+                            crate::decode::validate::format_ms(start),
+                            crate::decode::validate::format_ms(watermark)
+                        ),
+                    );
+                }
+            }
+        }
+        let sensor: Arc<str> = match self.sensors.get_key_value(reading.sensor_id.as_str()) {
+            Some((key, _)) => key.clone(),
+            None => {
+                if budget.tracked >= budget.cap {
+                    return reject(Reason::Cardinality, format!("{} sensors tracked, the configured cap", budget.cap));
+                }
+                budget.tracked += 1;
+                let key: Arc<str> = Arc::from(reading.sensor_id.as_str());
+                self.sensors.insert(key.clone(), SensorState::default());
+                key
+            }
+        };
+        let Some(state) = self.sensors.get_mut(&sensor) else { return Ok(()) };
+        state.seen_ts.insert(reading.ts_ms, reading.seq);
+        if let Some(seq) = reading.seq {
+            state.seen_seq.insert(seq, reading.ts_ms);
+        }
+        state.area = reading.area;
+        for (spec_index, spec) in specs.iter().enumerate() {
+            for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
+                let key = WindowKey { end_ms: start + spec.size_ms, sensor: sensor.clone(), spec: spec_index };
+                let window = self.open.entry(key).or_insert_with(|| {
+                    state.open_windows += 1;
+                    *self.open_offsets.entry(offset).or_default() += 1;
+                    OpenWindow { start_ms: start, first_offset: offset, acc: Accumulator::for_observation(&reading.observation) }
+                });
+                window.acc.add(reading.ts_ms, &reading.observation);
+            }
+        }
+        self.watermark.observe(reading.ts_ms);
+        self.close_due(specs, timing, budget, closed);
+        Ok(())
+    }
+
+    /// Lets an idle partition follow the event time of its peers, then closes what is due.
+    pub fn advance_idle(&mut self, watermark_ms: i64, specs: &[WindowSpec], timing: &WindowTiming, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
+        self.watermark.advance_to(watermark_ms);
+        self.close_due(specs, timing, budget, closed);
+    }
+
+    fn close_due(&mut self, specs: &[WindowSpec], timing: &WindowTiming, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
+        let watermark = self.watermark.current();
+        let mut closed_sensors = BTreeSet::new();
+        while let Some(entry) = self.open.first_entry() {
+            if entry.key().end_ms + timing.allowed_lateness_ms > watermark {
+                break;
+            }
+            let (key, window) = entry.remove_entry();
+            if let Some(count) = self.open_offsets.get_mut(&window.first_offset) {
+                *count -= 1;
+                if *count == 0 {
+                    self.open_offsets.remove(&window.first_offset);
+                }
+            }
+            let area = self.sensors.get(&key.sensor).map(|s| s.area.clone()).unwrap_or_default();
+            if let Some(state) = self.sensors.get_mut(&key.sensor) {
+                state.open_windows -= 1;
+            }
+            closed_sensors.insert(key.sensor.clone());
+            closed.push(ClosedWindow {
+                result: WindowResult {
+                    kind: self.kind,
+                    sensor_id: key.sensor.to_string(),
+                    window: specs[key.spec].label.clone(),
+                    start_ms: window.start_ms,
+                    end_ms: key.end_ms,
+                    area,
+                    values: window.acc.finish(),
+                },
+                first_offset: window.first_offset,
+            });
+        }
+        // Forget what only closed windows needed: timestamps whose every window has closed
+        // are late if sent again, and a sensor with nothing open is no longer tracked.
+        let min_size = specs.iter().map(|s| s.size_ms).min().unwrap_or(0);
+        let horizon = watermark.saturating_sub(timing.allowed_lateness_ms).saturating_sub(min_size);
+        for sensor in closed_sensors {
+            let Some(state) = self.sensors.get_mut(&sensor) else { continue };
+            if state.open_windows == 0 {
+                self.sensors.remove(&sensor);
+                budget.tracked -= 1;
+                continue;
+            }
+            while let Some(entry) = state.seen_ts.first_entry() {
+                if *entry.key() >= horizon {
+                    break;
+                }
+                if let Some(seq) = entry.remove() {
+                    state.seen_seq.remove(&seq);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Observation, WindowValues};
+
+    const MINUTE: i64 = 60_000;
+
+    fn timing() -> WindowTiming {
+        WindowTiming { out_of_orderness_ms: 30_000, allowed_lateness_ms: 2 * MINUTE, tz_offset_ms: 0 }
+    }
+
+    fn reading(sensor: &str, ts_ms: i64, value: f64, seq: Option<u64>) -> Reading {
+        Reading {
+            sensor_id: sensor.into(),
+            kind: Kind::Pm25,
+            ts_ms,
+            observation: Observation::Level(value),
+            area: Area::default(),
+            vendor: "v".into(),
+            seq,
+        }
+    }
+
+    struct Harness {
+        windows: PartitionWindows,
+        specs: Vec<WindowSpec>,
+        budget: SensorBudget,
+        closed: Vec<ClosedWindow>,
+        next_offset: i64,
+    }
+
+    impl Harness {
+        fn new(specs: Vec<WindowSpec>, cap: usize) -> Self {
+            Harness {
+                windows: PartitionWindows::new(Kind::Pm25, &timing(), 0),
+                specs,
+                budget: SensorBudget { tracked: 0, cap },
+                closed: Vec::new(),
+                next_offset: 0,
+            }
+        }
+
+        fn add(&mut self, r: Reading) -> Result<(), Reason> {
+            let offset = self.next_offset;
+            self.next_offset += 1;
+            self.windows.add(r, offset, &self.specs, &timing(), &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
+        }
+    }
+
+    fn minute() -> Vec<WindowSpec> {
+        vec![WindowSpec::tumbling("1m", MINUTE)]
+    }
+
+    #[test]
+    fn out_of_order_within_the_bound_is_accepted_and_windows_close_after_lateness() {
+        let mut h = Harness::new(minute(), 10);
+        h.add(reading("a", 10_000, 1.0, None)).unwrap();
+        h.add(reading("a", 50_000, 3.0, None)).unwrap();
+        h.add(reading("a", 20_000, 2.0, None)).unwrap(); // out of order, same window
+        // Watermark must pass end (60 s) + lateness (120 s) = 180 s: needs an event at 210 s.
+        h.add(reading("a", 209_999, 9.0, None)).unwrap();
+        assert!(h.closed.is_empty());
+        h.add(reading("a", 210_000, 9.0, None)).unwrap();
+        assert_eq!(h.closed.len(), 1);
+        let w = &h.closed[0];
+        assert_eq!((w.result.start_ms, w.result.end_ms, w.first_offset), (0, MINUTE, 0));
+        let WindowValues::Level { count, mean, first, last, min, max, .. } = w.result.values else { panic!() };
+        assert_eq!((count, mean, first, last, min, max), (3, 2.0, 1.0, 3.0, 1.0, 3.0));
+    }
+
+    #[test]
+    fn a_record_for_a_closed_window_is_late() {
+        let mut h = Harness::new(minute(), 10);
+        h.add(reading("a", 10_000, 1.0, None)).unwrap();
+        h.add(reading("a", 300_000, 1.0, None)).unwrap();
+        assert_eq!(h.add(reading("a", 59_999, 1.0, None)), Err(Reason::Late));
+        assert_eq!(h.add(reading("b", 59_999, 1.0, None)), Err(Reason::Late), "lateness is per partition, not per sensor");
+        // Window [60 s, 120 s) closes at 240 s; watermark is 270 s: also late.
+        assert_eq!(h.add(reading("a", 60_000, 1.0, None)), Err(Reason::Late));
+        // Window [180 s, 240 s) closes at 360 s: still open.
+        h.add(reading("a", 180_000, 1.0, None)).unwrap();
+    }
+
+    #[test]
+    fn a_reading_is_late_if_any_of_its_windows_closed() {
+        let specs = vec![WindowSpec::tumbling("1m", MINUTE), WindowSpec::tumbling("1h", 60 * MINUTE)];
+        let mut h = Harness::new(specs, 10);
+        h.add(reading("a", 10_000, 1.0, None)).unwrap();
+        h.add(reading("a", 300_000, 1.0, None)).unwrap();
+        assert_eq!(h.add(reading("a", 20_000, 1.0, None)), Err(Reason::Late), "its 1 h window is open but its 1 m is not");
+        assert_eq!(h.windows.lowest_open_offset(), Some(0), "the 1 h window still holds offset 0");
+    }
+
+    #[test]
+    fn duplicates_by_timestamp_or_sequence_are_refused() {
+        let mut h = Harness::new(minute(), 10);
+        h.add(reading("a", 10_000, 1.0, Some(7))).unwrap();
+        assert_eq!(h.add(reading("a", 10_000, 2.0, None)), Err(Reason::Duplicate));
+        assert_eq!(h.add(reading("a", 11_000, 2.0, Some(7))), Err(Reason::Duplicate));
+        h.add(reading("b", 10_000, 2.0, Some(7))).unwrap();
+    }
+
+    #[test]
+    fn sensors_past_the_cap_are_refused_and_forgotten_sensors_free_their_place() {
+        let mut h = Harness::new(minute(), 2);
+        h.add(reading("a", 10_000, 1.0, None)).unwrap();
+        h.add(reading("b", 10_000, 1.0, None)).unwrap();
+        assert_eq!(h.add(reading("c", 10_000, 1.0, None)), Err(Reason::Cardinality));
+        // a's window closes; a has nothing open any more and is forgotten, b too.
+        h.add(reading("b", 400_000, 1.0, None)).unwrap();
+        assert_eq!(h.budget.tracked, 1);
+        h.add(reading("c", 400_000, 1.0, None)).unwrap();
+        assert_eq!(h.budget.tracked, 2);
+    }
+
+    #[test]
+    fn offsets_of_open_windows_are_held() {
+        let mut h = Harness::new(minute(), 10);
+        h.add(reading("a", 10_000, 1.0, None)).unwrap(); // offset 0, window [0, 60 s)
+        h.add(reading("a", 70_000, 1.0, None)).unwrap(); // offset 1, window [60 s, 120 s)
+        assert_eq!(h.windows.lowest_open_offset(), Some(0));
+        h.add(reading("a", 215_000, 1.0, None)).unwrap(); // closes [0, 60 s)
+        assert_eq!(h.windows.lowest_open_offset(), Some(1));
+    }
+
+    #[test]
+    fn an_idle_partition_follows_its_peers() {
+        let mut h = Harness::new(minute(), 10);
+        h.add(reading("a", 10_000, 1.0, None)).unwrap();
+        h.windows.advance_idle(10 * MINUTE, &h.specs, &timing(), &mut h.budget, &mut h.closed);
+        assert_eq!(h.closed.len(), 1);
+        assert_eq!(h.windows.lowest_open_offset(), None);
+    }
+}
