@@ -19,6 +19,8 @@ use crate::proto;
 
 const HOUR_MS: f64 = 3_600_000.0;
 const DAY_MS: f64 = 24.0 * HOUR_MS;
+/// The vendor whose level readings carry sequence numbers.
+const SEQ_VENDOR: &str = "acme";
 /// How far ahead a faulty sensor clock stamps its readings.
 const FUTURE_SKEW_MS: i64 = 365 * 86_400_000;
 /// Beijing local time offset, for the daily cycles.
@@ -112,6 +114,10 @@ pub struct SimRecord {
     /// Event time of the reading it was made from (before any fault).
     pub true_ts_ms: i64,
     pub fault: Option<Fault>,
+    /// The value as sent, in `unit` (pile records: the reported power in kW).
+    pub value: f64,
+    pub unit: &'static str,
+    pub seq: Option<u64>,
 }
 
 pub struct Generator {
@@ -193,13 +199,15 @@ impl Generator {
             _ => ts_ms,
         };
         let noise: f64 = self.rng.gen_range(-1.0..1.0);
-        let payload = if sensor.kind == Kind::Charging {
+        let (payload, value, unit, seq) = if sensor.kind == Kind::Charging {
             let status = self.next_pile_status(index);
             let sensor = &self.city.sensors[index];
-            pile_payload(sensor, claimed_ts, status, seq, protobuf, fault, noise)
+            let (payload, power) = pile_payload(sensor, claimed_ts, status, seq, protobuf, fault, noise);
+            (payload, power, "kW", Some(seq))
         } else {
             let (value, unit) = level_value(sensor, ts_ms, noise);
-            level_payload(sensor, claimed_ts, value, unit, seq, protobuf, fault)
+            let with_seq = sensor.vendor == SEQ_VENDOR;
+            (level_payload(sensor, claimed_ts, value, unit, seq, protobuf, fault), value, unit, with_seq.then_some(seq))
         };
         let sensor = &self.city.sensors[index];
         let record = SimRecord {
@@ -210,6 +218,9 @@ impl Generator {
             ts_ms: claimed_ts,
             true_ts_ms: ts_ms,
             fault: fault.filter(|f| *f != Fault::Duplicate),
+            value,
+            unit,
+            seq,
         };
         if fault == Some(Fault::Duplicate) {
             // The vendor re-sends: the first copy is good, the second is the duplicate.
@@ -281,7 +292,7 @@ fn level_payload(sensor: &SimSensor, ts_ms: i64, value: f64, unit: &str, seq: u6
         Some(Fault::NonFinite) => f64::NAN,
         _ => value,
     };
-    let with_seq = sensor.vendor == "acme";
+    let with_seq = sensor.vendor == SEQ_VENDOR;
     let mut bytes = if protobuf {
         proto::Reading {
             sensor_id: sensor.id.clone(),
@@ -319,7 +330,8 @@ fn level_payload(sensor: &SimSensor, ts_ms: i64, value: f64, unit: &str, seq: u6
     bytes
 }
 
-fn pile_payload(sensor: &SimSensor, ts_ms: i64, status: PileStatus, seq: u64, protobuf: bool, fault: Option<Fault>, noise: f64) -> Vec<u8> {
+/// The record bytes and the power they report.
+fn pile_payload(sensor: &SimSensor, ts_ms: i64, status: PileStatus, seq: u64, protobuf: bool, fault: Option<Fault>, noise: f64) -> (Vec<u8>, f64) {
     // OCPP 2.0.1 vendors report Occupied where 1.6 vendors say Preparing/Charging/Finishing.
     let status = match (sensor.vendor, status) {
         ("evgo", PileStatus::Preparing | PileStatus::Charging | PileStatus::Finishing) => PileStatus::Occupied,
@@ -362,7 +374,7 @@ fn pile_payload(sensor: &SimSensor, ts_ms: i64, status: PileStatus, seq: u64, pr
     if fault == Some(Fault::Malformed) {
         corrupt(&mut bytes, protobuf);
     }
-    bytes
+    (bytes, power)
 }
 
 /// Breaks a record the way a flaky vendor link does: JSON truncated mid-way, protobuf

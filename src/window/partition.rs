@@ -2,7 +2,9 @@
 //! cap, accumulation, and closing windows as the partition's watermark passes them.
 //!
 //! Every accepted reading enters all windows that contain it, or none: if any of them has
-//! already closed the reading is `late`. Each open window remembers the first input offset
+//! already closed the reading is `late`. Lateness is checked before duplicates, so a
+//! re-sent record is `late` once its windows closed and `duplicate` while they are open;
+//! that makes pruning the duplicate memory of closed windows invisible. Each open window remembers the first input offset
 //! that fed it, which is what keeps the commit below unfinished work (`pipeline::offsets`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -124,16 +126,6 @@ impl PartitionWindows {
         let vendor = reading.vendor.as_str();
         let reject = |reason, detail: String| Err(Rejection::new(reason, detail).with_vendor(vendor));
 
-        if let Some(state) = self.sensors.get(reading.sensor_id.as_str()) {
-            if state.seen_ts.contains_key(&reading.ts_ms) {
-                return reject(Reason::Duplicate, format!("sensor {} already sent ts {}", reading.sensor_id, reading.ts_ms));
-            }
-            if let Some(seq) = reading.seq {
-                if let Some(ts) = state.seen_seq.get(&seq) {
-                    return reject(Reason::Duplicate, format!("sensor {} already sent seq {seq} (ts {ts})", reading.sensor_id));
-                }
-            }
-        }
         let watermark = self.watermark.current();
         for spec in specs {
             for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
@@ -148,6 +140,16 @@ impl PartitionWindows {
                             crate::decode::validate::format_ms(watermark)
                         ),
                     );
+                }
+            }
+        }
+        if let Some(state) = self.sensors.get(reading.sensor_id.as_str()) {
+            if state.seen_ts.contains_key(&reading.ts_ms) {
+                return reject(Reason::Duplicate, format!("sensor {} already sent ts {}", reading.sensor_id, reading.ts_ms));
+            }
+            if let Some(seq) = reading.seq {
+                if let Some(ts) = state.seen_seq.get(&seq) {
+                    return reject(Reason::Duplicate, format!("sensor {} already sent seq {seq} (ts {ts})", reading.sensor_id));
                 }
             }
         }
