@@ -239,8 +239,9 @@ impl Settings {
             c.window_specs(Kind::Water, &w.water),
             c.window_specs(Kind::Charging, &w.charging),
         ];
+        let labels = [&w.pm25, &w.dust, &w.water, &w.charging];
         for input in &inputs {
-            if windows[input.kind.index()].is_empty() {
+            if labels[input.kind.index()].is_empty() {
                 c.problem(&format!("windows.{}", input.kind), "an enabled feed needs at least one window");
             }
         }
