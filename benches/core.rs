@@ -32,7 +32,11 @@ fn decode(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 for r in &input {
-                    black_box(decoder.decode(Kind::Pm25, Format::Auto, Some(&r.payload), Some(r.content_type), &registry, START + 86_400_000).is_ok());
+                    black_box(
+                        decoder
+                            .decode(Kind::Pm25, Format::Auto, Some(&r.payload), Some(r.content_type), &registry, START + 86_400_000)
+                            .is_ok(),
+                    );
                 }
             })
         });

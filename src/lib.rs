@@ -5,18 +5,18 @@
 //!
 //! # Layout
 //! The module tree follows the data flow, source → decode → window → aggregate → sink:
-//! - [`config`]: the TOML file (`raw`) and its validated form (`settings`).
-//! - [`model`]: domain types (`Kind`, `Reading`, `PileStatus`, `WindowResult`).
-//! - [`registry`]: sensor registry (id → area, interval, thresholds).
-//! - [`source`]: the Kafka consumer (the only one).
-//! - [`decode`]: bytes → `Reading` or `Rejection` (JSON, protobuf, units, validation).
-//! - [`window`]: event time: window specs, watermarks, per-partition open windows.
-//! - [`aggregate`]: per-window accumulators (level statistics, pile status counts).
-//! - [`pipeline`]: the synchronous core, the async shell, safe offset commits.
-//! - [`sink`]: InfluxDB line protocol and writer, in-memory store, dead-letter producer.
-//! - [`api`]: HTTP routes.
-//! - [`sim`]: the simulated city (demo, `simulate`, tests, benches).
-//! - [`cli`]: subcommands.
+//! - [`config`] — the TOML file (`raw`) and its validated form (`settings`).
+//! - [`model`] — domain types (`Kind`, `Reading`, `PileStatus`, `WindowResult`).
+//! - [`registry`] — sensor registry (id → area, interval, thresholds).
+//! - [`source`] — the Kafka consumer (the only one).
+//! - [`decode`] — bytes → `Reading` or `Rejection` (JSON, protobuf, units, validation).
+//! - [`window`] — event time: window specs, watermarks, per-partition open windows.
+//! - [`aggregate`] — per-window accumulators (level statistics, pile status counts).
+//! - [`pipeline`] — the synchronous core, the async shell, safe offset commits.
+//! - [`sink`] — InfluxDB line protocol and writer, in-memory store, dead-letter producer.
+//! - [`api`] — HTTP routes.
+//! - [`sim`] — the simulated city (demo, `simulate`, tests, benches).
+//! - [`cli`] — subcommands.
 //!
 //! `window`, `aggregate` and `pipeline::core` are synchronous and deterministic: no
 //! tokio, no Kafka or InfluxDB types, no wall-clock reads.

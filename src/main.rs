@@ -1,7 +1,7 @@
 //! The `citysense` binary: parse the CLI, set up logging, run, map errors to exit codes.
 
-use clap::Parser;
 use citysense::cli::{Cli, LogFormat};
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {

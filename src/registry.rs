@@ -115,7 +115,9 @@ impl Registry {
     pub fn to_csv(&self) -> String {
         let mut rows: Vec<&SensorInfo> = self.sensors.values().collect();
         rows.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut out = String::from("id,kind,grid,street,district,lat,lon,interval_s,min_value,max_value,warning_level,guaranteed_level,historical_max\n");
+        let mut out = String::from(
+            "id,kind,grid,street,district,lat,lon,interval_s,min_value,max_value,warning_level,guaranteed_level,historical_max\n",
+        );
         let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
         for s in rows {
             out.push_str(&format!(

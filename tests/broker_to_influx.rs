@@ -141,7 +141,8 @@ async fn windows_in_influx_match_a_naive_reference_and_bad_records_are_dead_lett
         sensor.id = format!("{run}-{}", sensor.id);
     }
     let start = (wall_ms() - 2 * 3_600_000) / MINUTE * MINUTE;
-    let faults = FaultRates { malformed: 0.01, unknown_unit: 0.01, out_of_range: 0.01, non_finite: 0.01, duplicate: 0.01, late: 0.01, future: 0.01 };
+    let faults =
+        FaultRates { malformed: 0.01, unknown_unit: 0.01, out_of_range: 0.01, non_finite: 0.01, duplicate: 0.01, late: 0.01, future: 0.01 };
     let mut generator = Generator::new(city, 7, start, SimFormat::Mixed, faults);
     generator.set_interval(10_000);
     let mut records = Vec::new();
@@ -156,9 +157,16 @@ async fn windows_in_influx_match_a_naive_reference_and_bad_records_are_dead_lett
     let mut pending = Vec::new();
     for record in records {
         let partition = partition_of(&record.key);
-        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header { key: "content-type", value: Some(record.content_type) });
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header { key: "content-type", value: Some(record.content_type) });
         let future = producer
-            .send_result(rdkafka::producer::FutureRecord::to(&topics[&record.kind]).partition(partition).key(record.key.as_bytes()).payload(&record.payload).headers(headers))
+            .send_result(
+                rdkafka::producer::FutureRecord::to(&topics[&record.kind])
+                    .partition(partition)
+                    .key(record.key.as_bytes())
+                    .payload(&record.payload)
+                    .headers(headers),
+            )
             .map_err(|(e, _)| e)
             .expect("queued");
         pending.push((record, partition, future));
@@ -225,7 +233,12 @@ commit_interval = "200ms"
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let mut points = 0;
     while std::time::Instant::now() < deadline {
-        points = common::export(&influx, &selector).await.iter().filter(|s| !s.labels["sensor_id"].contains("-clock-")).map(|s| s.points.len()).sum::<usize>();
+        points = common::export(&influx, &selector)
+            .await
+            .iter()
+            .filter(|s| !s.labels["sensor_id"].contains("-clock-"))
+            .map(|s| s.points.len())
+            .sum::<usize>();
         if points >= expected.windows.len() {
             break;
         }
@@ -255,7 +268,10 @@ commit_interval = "200ms"
     let mut checked = 0;
     for ((kind, sensor, window, end), w) in &expected.windows {
         let get = |field: &str| {
-            actual.get(&(format!("{kind}_{field}"), sensor.clone(), window.clone(), *end)).copied().unwrap_or_else(|| panic!("{kind}_{field} missing for {sensor} {window} ending {end}"))
+            actual
+                .get(&(format!("{kind}_{field}"), sensor.clone(), window.clone(), *end))
+                .copied()
+                .unwrap_or_else(|| panic!("{kind}_{field} missing for {sensor} {window} ending {end}"))
         };
         assert_eq!(get("count"), w.values.len() as f64, "count of {sensor} {window} ending {end}");
         if *kind != Kind::Charging {

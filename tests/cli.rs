@@ -4,7 +4,8 @@
 use std::process::Command;
 
 fn citysense(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_citysense")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("binary runs");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_citysense")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("binary runs");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
@@ -18,7 +19,11 @@ fn check_config_accepts_the_shipped_config_and_its_registry() {
 #[test]
 fn check_config_names_each_bad_field_and_fails() {
     let path = std::env::temp_dir().join(format!("citysense-bad-{}.toml", std::process::id()));
-    std::fs::write(&path, "[windows]\nallowed_lateness = \"soon\"\nwater = [\"1h/7m\"]\n[influx]\nurl = \"ftp://x\"\norg = \"o\"\nbucket = \"b\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[windows]\nallowed_lateness = \"soon\"\nwater = [\"1h/7m\"]\n[influx]\nurl = \"ftp://x\"\norg = \"o\"\nbucket = \"b\"\n",
+    )
+    .unwrap();
     let (ok, out) = citysense(&["check-config", path.to_str().unwrap()]);
     std::fs::remove_file(&path).ok();
     assert!(!ok, "a bad config must fail: {out}");

@@ -52,7 +52,8 @@ async fn the_demo_serves_live_windows_and_exits_on_its_own() {
 
     // Filtering by sensor returns only that sensor.
     let one = series[0]["sensor_id"].as_str().unwrap().to_owned();
-    let only: Vec<serde_json::Value> = client.get(format!("{base}/api/v1/series?kind=pm25&window=1m&sensor_id={one}")).send().await.unwrap().json().await.unwrap();
+    let only: Vec<serde_json::Value> =
+        client.get(format!("{base}/api/v1/series?kind=pm25&window=1m&sensor_id={one}")).send().await.unwrap().json().await.unwrap();
     assert!(!only.is_empty() && only.iter().all(|r| r["sensor_id"] == one.as_str()));
 
     let deadline = Instant::now() + Duration::from_secs(40);

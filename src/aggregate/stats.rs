@@ -122,9 +122,7 @@ mod tests {
     }
 
     fn unique_ts_samples() -> impl Strategy<Value = Vec<(i64, f64)>> {
-        prop::collection::btree_map(0i64..100_000, 0.0f64..2000.0, 1..200)
-            .prop_map(|m| m.into_iter().collect::<Vec<_>>())
-            .prop_shuffle()
+        prop::collection::btree_map(0i64..100_000, 0.0f64..2000.0, 1..200).prop_map(|m| m.into_iter().collect::<Vec<_>>()).prop_shuffle()
     }
 
     fn assert_matches(stats: &LevelStats, samples: &[(i64, f64)]) {

@@ -51,7 +51,10 @@ fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn series(State(shared): State<Arc<Shared>>, params: Result<Query<SeriesParams>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn series(
+    State(shared): State<Arc<Shared>>,
+    params: Result<Query<SeriesParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Query(params) = match params {
         Ok(p) => p,
         Err(err) => return bad_request(err.body_text()),

@@ -30,7 +30,14 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<()> {
     let windows: Vec<String> = settings
         .inputs
         .iter()
-        .map(|t| format!("{} ({}): {}", t.name, t.kind, settings.windows[t.kind.index()].iter().map(|w| w.label.as_str()).collect::<Vec<_>>().join(", ")))
+        .map(|t| {
+            format!(
+                "{} ({}): {}",
+                t.name,
+                t.kind,
+                settings.windows[t.kind.index()].iter().map(|w| w.label.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })
         .collect();
     println!("{}: ok", args.file.display());
     for line in windows {

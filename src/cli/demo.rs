@@ -151,7 +151,9 @@ fn print_summary(shared: &Shared) {
         let newest = latest.values().map(|v| v.2).max().unwrap_or(0);
         println!(
             "  PM2.5 1-min mean µg/m³ by district, window ending {}: {}",
-            chrono::DateTime::from_timestamp_millis(newest).map(|t| (t + chrono::Duration::hours(8)).format("%H:%M").to_string()).unwrap_or_default(),
+            chrono::DateTime::from_timestamp_millis(newest)
+                .map(|t| (t + chrono::Duration::hours(8)).format("%H:%M").to_string())
+                .unwrap_or_default(),
             line.join(", ")
         );
     }

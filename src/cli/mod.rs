@@ -31,10 +31,14 @@ pub enum Command {
     #[command(after_help = "Examples:\n  citysense demo\n  citysense demo --listen 127.0.0.1:9090 --for 60s")]
     Demo(demo::DemoArgs),
     /// Production: consume from Kafka and write to InfluxDB as the config says.
-    #[command(after_help = "Examples:\n  citysense run --config deploy/citysense.toml\n  CITYSENSE_KAFKA__BROKERS=kafka:9092 citysense run --config citysense.toml")]
+    #[command(
+        after_help = "Examples:\n  citysense run --config deploy/citysense.toml\n  CITYSENSE_KAFKA__BROKERS=kafka:9092 citysense run --config citysense.toml"
+    )]
     Run(run::RunArgs),
     /// Publish simulated sensor readings (a vendor load generator).
-    #[command(after_help = "Examples:\n  citysense simulate --brokers 127.0.0.1:9092 --sensors 1000 --rate 500\n  citysense simulate --brokers 127.0.0.1:9092 --count 2000000 --rate 0 --format protobuf")]
+    #[command(
+        after_help = "Examples:\n  citysense simulate --brokers 127.0.0.1:9092 --sensors 1000 --rate 500\n  citysense simulate --brokers 127.0.0.1:9092 --count 2000000 --rate 0 --format protobuf"
+    )]
     Simulate(simulate::SimulateArgs),
     /// Publish an NDJSON file of readings to the input topics, in order.
     #[command(after_help = "Example:\n  citysense replay tests/data/readings.ndjson --brokers 127.0.0.1:9092")]

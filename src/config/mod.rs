@@ -61,9 +61,8 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 /// Parses config text with the given environment (tests pass their own).
 pub fn parse(text: &str, source_name: &str, environment: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
     let fail = |problems| ConfigError { source_name: source_name.to_owned(), problems };
-    let mut value: toml::Value = toml::from_str(text).map_err(|err| {
-        fail(vec![ConfigProblem { field: String::new(), reason: format!("not valid TOML: {}", err.message()) }])
-    })?;
+    let mut value: toml::Value = toml::from_str(text)
+        .map_err(|err| fail(vec![ConfigProblem { field: String::new(), reason: format!("not valid TOML: {}", err.message()) }]))?;
     env::apply_overrides(&mut value, environment).map_err(|p| fail(vec![p]))?;
     let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|err| {
         let field = err.path().to_string();

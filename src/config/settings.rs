@@ -192,8 +192,12 @@ impl Settings {
             }
         }
 
-        let topics: [(Kind, &RawTopic); 4] =
-            [(Kind::Pm25, &raw.topics.pm25), (Kind::Dust, &raw.topics.dust), (Kind::Water, &raw.topics.water), (Kind::Charging, &raw.topics.charging)];
+        let topics: [(Kind, &RawTopic); 4] = [
+            (Kind::Pm25, &raw.topics.pm25),
+            (Kind::Dust, &raw.topics.dust),
+            (Kind::Water, &raw.topics.water),
+            (Kind::Charging, &raw.topics.charging),
+        ];
         let mut inputs = Vec::new();
         for (kind, topic) in topics {
             if topic.name.trim().is_empty() {

@@ -121,7 +121,8 @@ mod tests {
 
     #[test]
     fn json_and_protobuf_pile_statuses_agree() {
-        let json = br#"{"pile_id":"cy-cp-1","connector":1,"ts":1764057500000,"status":"Faulted","error_code":"GroundFailure","power_kw":0.0}"#;
+        let json =
+            br#"{"pile_id":"cy-cp-1","connector":1,"ts":1764057500000,"status":"Faulted","error_code":"GroundFailure","power_kw":0.0}"#;
         let pb = proto::ChargingStatus {
             pile_id: "cy-cp-1".into(),
             connector: 1,

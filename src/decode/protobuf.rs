@@ -36,12 +36,7 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
         id: msg.pile_id,
         kind: Some("charging".to_owned()),
         ts_ms: msg.ts_ms,
-        body: RawBody::Pile {
-            connector: msg.connector,
-            status: msg.status,
-            error_code: msg.error_code,
-            power_kw: msg.power_kw,
-        },
+        body: RawBody::Pile { connector: msg.connector, status: msg.status, error_code: msg.error_code, power_kw: msg.power_kw },
         area: Area { grid: msg.grid, street: msg.street, district: msg.district },
         lat: None,
         lon: None,

@@ -68,10 +68,7 @@ fn validate_inner(raw: RawRecord, topic_kind: Kind, registry: &Registry, limits:
                 Kind::Water | Kind::Charging => limits.default_water_range_m,
             });
             if !(lo..=hi).contains(&value) {
-                return Err(Rejection::new(
-                    Reason::OutOfRange,
-                    format!("{value} {} is outside {lo}..{hi}", topic_kind.canonical_unit()),
-                ));
+                return Err(Rejection::new(Reason::OutOfRange, format!("{value} {} is outside {lo}..{hi}", topic_kind.canonical_unit())));
             }
             Observation::Level(value)
         }
@@ -101,7 +98,10 @@ fn validate_inner(raw: RawRecord, topic_kind: Kind, registry: &Registry, limits:
     }
     if let Some(max_age) = limits.max_age_ms {
         if raw.ts_ms < now_ms.saturating_sub(max_age) {
-            return Err(Rejection::new(Reason::TooOld, format!("ts {} is older than the {} s horizon", format_ms(raw.ts_ms), max_age / 1000)));
+            return Err(Rejection::new(
+                Reason::TooOld,
+                format!("ts {} is older than the {} s horizon", format_ms(raw.ts_ms), max_age / 1000),
+            ));
         }
     }
     // The registry's location wins; the record's only fills in what the registry lacks.

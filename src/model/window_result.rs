@@ -35,10 +35,9 @@ impl WindowValues {
 
     pub fn pile_status_count(&self, status: PileStatus) -> u64 {
         match self {
-            WindowValues::Pile { status_counts, .. } => status_counts
-                .iter()
-                .find(|(name, _)| name == status.as_str())
-                .map_or(0, |(_, n)| *n),
+            WindowValues::Pile { status_counts, .. } => {
+                status_counts.iter().find(|(name, _)| name == status.as_str()).map_or(0, |(_, n)| *n)
+            }
             WindowValues::Level { .. } => 0,
         }
     }

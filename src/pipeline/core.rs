@@ -59,6 +59,8 @@ impl From<&Settings> for CoreSettings {
 
 pub struct Processor {
     settings: CoreSettings,
+    /// `settings.windows`, shared with every partition of the kind.
+    specs: [Arc<[WindowSpec]>; 4],
     registry: Arc<Registry>,
     partitions: HashMap<SourcePartition, PartitionWindows>,
     budget: SensorBudget,
@@ -68,20 +70,20 @@ pub struct Processor {
 impl Processor {
     pub fn new(settings: CoreSettings, registry: Arc<Registry>) -> Self {
         let budget = SensorBudget { tracked: 0, cap: settings.max_tracked_sensors };
-        Processor { settings, registry, partitions: HashMap::new(), budget, scratch: Vec::new() }
+        let specs = settings.windows.clone().map(Arc::from);
+        Processor { settings, specs, registry, partitions: HashMap::new(), budget, scratch: Vec::new() }
     }
 
     /// Decodes, validates and windows one record. `Err` is its dead-letter verdict; closed
     /// windows are appended to `emitted` either way.
     pub fn process(&mut self, record: InputRecord<'_>, now_wall_ms: i64, emitted: &mut Vec<Emitted>) -> Result<(), Rejection> {
         let kind = record.source.kind;
-        let reading = self.settings.decoder.decode(kind, record.format, record.payload, record.content_type, &self.registry, now_wall_ms)?;
-        let timing = &self.settings.timing;
-        let windows = self
-            .partitions
-            .entry(record.source)
-            .or_insert_with(|| PartitionWindows::new(kind, timing, now_wall_ms));
-        let result = windows.add(reading, record.offset, &self.settings.windows[kind.index()], timing, &mut self.budget, now_wall_ms, &mut self.scratch);
+        let reading =
+            self.settings.decoder.decode(kind, record.format, record.payload, record.content_type, &self.registry, now_wall_ms)?;
+        let (specs, timing) = (&self.specs[kind.index()], &self.settings.timing);
+        let windows =
+            self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), timing.clone(), now_wall_ms));
+        let result = windows.add(reading, record.offset, &mut self.budget, now_wall_ms, &mut self.scratch);
         emitted.extend(self.scratch.drain(..).map(|window| Emitted { source: record.source, window }));
         result
     }
@@ -94,8 +96,7 @@ impl Processor {
             if now_wall_ms - windows.last_record_wall_ms() < self.settings.idle_timeout_ms || windows.watermark() >= leading {
                 continue;
             }
-            let kind = windows.kind();
-            windows.advance_idle(leading, &self.settings.windows[kind.index()], &self.settings.timing, &mut self.budget, &mut self.scratch);
+            windows.advance_idle(leading, &mut self.budget, &mut self.scratch);
             emitted.extend(self.scratch.drain(..).map(|window| Emitted { source: *source, window }));
         }
     }

@@ -171,7 +171,13 @@ async fn forward(emitted: &mut Vec<Emitted>, results: &mpsc::Sender<Emitted>, of
     }
 }
 
-fn commit_safe_offsets(source: &KafkaSource, processor: &Processor, offsets: &Mutex<OffsetTracker>, stats: &PipelineStats, mode: CommitMode) {
+fn commit_safe_offsets(
+    source: &KafkaSource,
+    processor: &Processor,
+    offsets: &Mutex<OffsetTracker>,
+    stats: &PipelineStats,
+    mode: CommitMode,
+) {
     let candidates = offsets.lock().unwrap_or_else(|e| e.into_inner()).commit_candidates(|p| processor.lowest_open_offset(p));
     if candidates.is_empty() {
         return;

@@ -60,7 +60,10 @@ impl City {
                 if street_index >= streets_total {
                     break 'outer;
                 }
-                let street = if round < STREETS.len() { format!("{prefix}-{}", STREETS[round]) } else { format!("{prefix}-jiedao-{round}") };
+                let street = match STREETS.get(round) {
+                    Some(name) => format!("{prefix}-{name}"),
+                    None => format!("{prefix}-jiedao-{round}"),
+                };
                 if round == 0 {
                     for r in 0..2 {
                         let base = 2.0 + d as f64 * 0.4 + r as f64 * 0.7;

@@ -65,11 +65,19 @@ pub struct FaultRates {
 }
 
 impl FaultRates {
-    pub const NONE: FaultRates = FaultRates { malformed: 0.0, unknown_unit: 0.0, out_of_range: 0.0, non_finite: 0.0, duplicate: 0.0, late: 0.0, future: 0.0 };
+    pub const NONE: FaultRates =
+        FaultRates { malformed: 0.0, unknown_unit: 0.0, out_of_range: 0.0, non_finite: 0.0, duplicate: 0.0, late: 0.0, future: 0.0 };
 
     /// What a city sees from its vendors on an ordinary day: about 1 % bad records.
-    pub const REALISTIC: FaultRates =
-        FaultRates { malformed: 0.002, unknown_unit: 0.001, out_of_range: 0.002, non_finite: 0.001, duplicate: 0.002, late: 0.001, future: 0.001 };
+    pub const REALISTIC: FaultRates = FaultRates {
+        malformed: 0.002,
+        unknown_unit: 0.001,
+        out_of_range: 0.002,
+        non_finite: 0.001,
+        duplicate: 0.002,
+        late: 0.001,
+        future: 0.001,
+    };
 
     fn pick(&self, rng: &mut SmallRng) -> Option<Fault> {
         let x: f64 = rng.gen();
@@ -134,12 +142,7 @@ impl Generator {
     /// Starts every sensor at a deterministic phase within its first interval after `start_ms`.
     pub fn new(city: City, seed: u64, start_ms: i64, format: SimFormat, faults: FaultRates) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let due = city
-            .sensors
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Reverse((start_ms + rng.gen_range(0..s.interval_ms), i)))
-            .collect();
+        let due = city.sensors.iter().enumerate().map(|(i, s)| Reverse((start_ms + rng.gen_range(0..s.interval_ms), i))).collect();
         let piles = vec![PileStatus::Available; city.sensors.len()];
         let seq = vec![0; city.sensors.len()];
         Generator { city, rng, faults, format, due, piles, seq }
@@ -313,7 +316,12 @@ fn level_payload(sensor: &SimSensor, ts_ms: i64, value: f64, unit: &str, seq: u6
         let value_json = if value.is_finite() { format!("{value}") } else { "\"NaN\"".to_owned() };
         // Vendors disagree on time formats: RFC 3339 from some, epoch ms from others.
         let ts_json = if sensor.vendor == "acme" {
-            format!("\"{}\"", chrono::DateTime::from_timestamp_millis(ts_ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default())
+            format!(
+                "\"{}\"",
+                chrono::DateTime::from_timestamp_millis(ts_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default()
+            )
         } else {
             ts_ms.to_string()
         };
@@ -331,7 +339,15 @@ fn level_payload(sensor: &SimSensor, ts_ms: i64, value: f64, unit: &str, seq: u6
 }
 
 /// The record bytes and the power they report.
-fn pile_payload(sensor: &SimSensor, ts_ms: i64, status: PileStatus, seq: u64, protobuf: bool, fault: Option<Fault>, noise: f64) -> (Vec<u8>, f64) {
+fn pile_payload(
+    sensor: &SimSensor,
+    ts_ms: i64,
+    status: PileStatus,
+    seq: u64,
+    protobuf: bool,
+    fault: Option<Fault>,
+    noise: f64,
+) -> (Vec<u8>, f64) {
     // OCPP 2.0.1 vendors report Occupied where 1.6 vendors say Preparing/Charging/Finishing.
     let status = match (sensor.vendor, status) {
         ("evgo", PileStatus::Preparing | PileStatus::Charging | PileStatus::Finishing) => PileStatus::Occupied,
@@ -421,13 +437,13 @@ mod tests {
 
     #[test]
     fn clean_records_decode_and_faulty_ones_get_their_reason() {
-        let mut g = Generator::new(City::generate(200), 11, START, SimFormat::Mixed, FaultRates {
-            malformed: 0.01,
-            unknown_unit: 0.01,
-            out_of_range: 0.01,
-            non_finite: 0.01,
-            ..FaultRates::NONE
-        });
+        let mut g = Generator::new(
+            City::generate(200),
+            11,
+            START,
+            SimFormat::Mixed,
+            FaultRates { malformed: 0.01, unknown_unit: 0.01, out_of_range: 0.01, non_finite: 0.01, ..FaultRates::NONE },
+        );
         let mut out = Vec::new();
         g.emit_until(START + 1_800_000, &mut out);
         let decoder = Decoder { limits: Limits { max_age_ms: None, ..Limits::default() }, max_record_bytes: 65_536 };

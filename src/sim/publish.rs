@@ -63,7 +63,8 @@ impl RecordPublisher {
     /// pins it, otherwise the key decides.
     pub fn send(&self, record: &SimRecord, partition: Option<i32>) -> Result<(), KafkaError> {
         let headers = OwnedHeaders::new().insert(Header { key: "content-type", value: Some(record.content_type) });
-        let mut base = BaseRecord::to(&self.topics[record.kind.index()]).key(record.key.as_bytes()).payload(&record.payload).headers(headers);
+        let mut base =
+            BaseRecord::to(&self.topics[record.kind.index()]).key(record.key.as_bytes()).payload(&record.payload).headers(headers);
         if let Some(p) = partition {
             base = base.partition(p);
         }

@@ -54,7 +54,8 @@ impl DeadLetterSink {
     pub fn new(brokers: &str, extra: &[(String, String)], topic: &str, offsets: Arc<Mutex<OffsetTracker>>) -> Result<Self, KafkaError> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", brokers).set("linger.ms", "20").set("enable.idempotence", "false");
-        for (key, value) in extra.iter().filter(|(k, _)| !k.starts_with("fetch.") && !k.starts_with("auto.") && !k.starts_with("session.")) {
+        for (key, value) in extra.iter().filter(|(k, _)| !k.starts_with("fetch.") && !k.starts_with("auto.") && !k.starts_with("session."))
+        {
             config.set(key, value);
         }
         let producer = config.create_with_context(DeliveryAcks { offsets, failed: AtomicU64::new(0) })?;
@@ -62,7 +63,15 @@ impl DeadLetterSink {
     }
 
     /// Queues one dead letter. The caller has already put a hold on (`source`, `offset`).
-    pub fn send(&self, source_topic: &str, source: SourcePartition, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>, rejection: &Rejection) {
+    pub fn send(
+        &self,
+        source_topic: &str,
+        source: SourcePartition,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        rejection: &Rejection,
+    ) {
         let origin = format!("{source_topic}/{}/{offset}", source.partition);
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header { key: HEADER_REASON, value: Some(rejection.reason.as_str()) })

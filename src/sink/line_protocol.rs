@@ -29,7 +29,9 @@ pub fn encode_window(result: &WindowResult, out: &mut String) {
     match &result.values {
         WindowValues::Level { count, sum, mean, min, max, first, last, stddev } => {
             let _ = write!(out, "count={count}i");
-            for (name, value) in [("sum", sum), ("mean", mean), ("min", min), ("max", max), ("first", first), ("last", last), ("stddev", stddev)] {
+            for (name, value) in
+                [("sum", sum), ("mean", mean), ("min", min), ("max", max), ("first", first), ("last", last), ("stddev", stddev)]
+            {
                 if value.is_finite() {
                     let _ = write!(out, ",{name}={value}");
                 }

@@ -9,10 +9,13 @@ use crate::model::{Kind, WindowResult, WindowValues};
 /// Results kept per (kind, window label) before the oldest are dropped from memory.
 pub const DEFAULT_RESULTS_PER_SERIES: usize = 20_000;
 
+/// Newest results per (kind, window label).
+type SeriesRings = HashMap<(Kind, String), VecDeque<Arc<WindowResult>>>;
+
 #[derive(Debug)]
 pub struct MemoryStore {
     capacity: usize,
-    series: RwLock<HashMap<(Kind, String), VecDeque<Arc<WindowResult>>>>,
+    series: RwLock<SeriesRings>,
 }
 
 /// A filter for `query`.
@@ -135,7 +138,12 @@ mod tests {
     #[test]
     fn district_summary_averages_each_sensors_latest_mean() {
         let store = MemoryStore::new(100);
-        store.insert_batch([result("a", "hd", 60_000, 10.0), result("a", "hd", 120_000, 20.0), result("b", "hd", 60_000, 40.0), result("c", "cy", 60_000, 5.0)]);
+        store.insert_batch([
+            result("a", "hd", 60_000, 10.0),
+            result("a", "hd", 120_000, 20.0),
+            result("b", "hd", 60_000, 40.0),
+            result("c", "cy", 60_000, 5.0),
+        ]);
         let summary = store.latest_by_district(Kind::Pm25, "1m");
         assert_eq!(summary["hd"], (30.0, 2, 120_000));
         assert_eq!(summary["cy"].1, 1);

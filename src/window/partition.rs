@@ -65,6 +65,8 @@ struct SensorState {
 #[derive(Debug)]
 pub struct PartitionWindows {
     kind: Kind,
+    specs: Arc<[WindowSpec]>,
+    timing: WindowTiming,
     watermark: Watermark,
     sensors: HashMap<Arc<str>, SensorState>,
     /// Ordered by window end, so closing pops from the front.
@@ -75,14 +77,16 @@ pub struct PartitionWindows {
 }
 
 impl PartitionWindows {
-    pub fn new(kind: Kind, timing: &WindowTiming, now_wall_ms: i64) -> Self {
+    pub fn new(kind: Kind, specs: Arc<[WindowSpec]>, timing: WindowTiming, now_wall_ms: i64) -> Self {
         PartitionWindows {
             kind,
+            specs,
             watermark: Watermark::new(timing.out_of_orderness_ms),
             sensors: HashMap::new(),
             open: BTreeMap::new(),
             open_offsets: BTreeMap::new(),
             last_record_wall_ms: now_wall_ms,
+            timing,
         }
     }
 
@@ -116,18 +120,17 @@ impl PartitionWindows {
         &mut self,
         reading: Reading,
         offset: i64,
-        specs: &[WindowSpec],
-        timing: &WindowTiming,
         budget: &mut SensorBudget,
         now_wall_ms: i64,
         closed: &mut Vec<ClosedWindow>,
     ) -> Result<(), Rejection> {
         self.last_record_wall_ms = now_wall_ms;
+        let (specs, timing) = (self.specs.clone(), self.timing.clone());
         let vendor = reading.vendor.as_str();
         let reject = |reason, detail: String| Err(Rejection::new(reason, detail).with_vendor(vendor));
 
         let watermark = self.watermark.current();
-        for spec in specs {
+        for spec in specs.iter() {
             for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
                 let closes_at = start + spec.size_ms + timing.allowed_lateness_ms;
                 if closes_at <= watermark {
@@ -183,17 +186,18 @@ impl PartitionWindows {
             }
         }
         self.watermark.observe(reading.ts_ms);
-        self.close_due(specs, timing, budget, closed);
+        self.close_due(budget, closed);
         Ok(())
     }
 
     /// Lets an idle partition follow the event time of its peers, then closes what is due.
-    pub fn advance_idle(&mut self, watermark_ms: i64, specs: &[WindowSpec], timing: &WindowTiming, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
+    pub fn advance_idle(&mut self, watermark_ms: i64, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
         self.watermark.advance_to(watermark_ms);
-        self.close_due(specs, timing, budget, closed);
+        self.close_due(budget, closed);
     }
 
-    fn close_due(&mut self, specs: &[WindowSpec], timing: &WindowTiming, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
+    fn close_due(&mut self, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
+        let (specs, timing) = (self.specs.clone(), self.timing.clone());
         let watermark = self.watermark.current();
         let mut closed_sensors = BTreeSet::new();
         while let Some(entry) = self.open.first_entry() {
@@ -273,7 +277,6 @@ mod tests {
 
     struct Harness {
         windows: PartitionWindows,
-        specs: Vec<WindowSpec>,
         budget: SensorBudget,
         closed: Vec<ClosedWindow>,
         next_offset: i64,
@@ -282,8 +285,7 @@ mod tests {
     impl Harness {
         fn new(specs: Vec<WindowSpec>, cap: usize) -> Self {
             Harness {
-                windows: PartitionWindows::new(Kind::Pm25, &timing(), 0),
-                specs,
+                windows: PartitionWindows::new(Kind::Pm25, specs.into(), timing(), 0),
                 budget: SensorBudget { tracked: 0, cap },
                 closed: Vec::new(),
                 next_offset: 0,
@@ -293,7 +295,7 @@ mod tests {
         fn add(&mut self, r: Reading) -> Result<(), Reason> {
             let offset = self.next_offset;
             self.next_offset += 1;
-            self.windows.add(r, offset, &self.specs, &timing(), &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
+            self.windows.add(r, offset, &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
         }
     }
 
@@ -307,7 +309,7 @@ mod tests {
         h.add(reading("a", 10_000, 1.0, None)).unwrap();
         h.add(reading("a", 50_000, 3.0, None)).unwrap();
         h.add(reading("a", 20_000, 2.0, None)).unwrap(); // out of order, same window
-        // Watermark must pass end (60 s) + lateness (120 s) = 180 s: needs an event at 210 s.
+                                                         // Watermark must pass end (60 s) + lateness (120 s) = 180 s: needs an event at 210 s.
         h.add(reading("a", 209_999, 9.0, None)).unwrap();
         assert!(h.closed.is_empty());
         h.add(reading("a", 210_000, 9.0, None)).unwrap();
@@ -377,7 +379,7 @@ mod tests {
     fn an_idle_partition_follows_its_peers() {
         let mut h = Harness::new(minute(), 10);
         h.add(reading("a", 10_000, 1.0, None)).unwrap();
-        h.windows.advance_idle(10 * MINUTE, &h.specs, &timing(), &mut h.budget, &mut h.closed);
+        h.windows.advance_idle(10 * MINUTE, &mut h.budget, &mut h.closed);
         assert_eq!(h.closed.len(), 1);
         assert_eq!(h.windows.lowest_open_offset(), None);
     }

@@ -21,7 +21,8 @@ pub fn kafka() -> String {
 
 /// The VictoriaMetrics server (InfluxDB v2 write API) started by scripts/test.sh.
 pub fn influx() -> String {
-    std::env::var("CITYSENSE_TEST_INFLUX").expect("CITYSENSE_TEST_INFLUX is not set: run the tests with scripts/test.sh, which starts VictoriaMetrics")
+    std::env::var("CITYSENSE_TEST_INFLUX")
+        .expect("CITYSENSE_TEST_INFLUX is not set: run the tests with scripts/test.sh, which starts VictoriaMetrics")
 }
 
 /// A name unique to this test run.
@@ -36,7 +37,8 @@ pub async fn create_topics(brokers: &str, names: &[&str], partitions: i32) {
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1").set("cleanup.policy", "delete"))
         .collect();
-    let results = admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await.expect("create topics");
+    let results =
+        admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await.expect("create topics");
     for result in results {
         result.expect("topic created");
     }
@@ -82,7 +84,9 @@ pub fn read_dead_letters(brokers: &str, topic: &str, expected: usize, deadline: 
             Some(Ok(m)) => {
                 let header = |name: &str| {
                     m.headers()
-                        .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned()))
+                        .and_then(|h| {
+                            h.iter().find(|x| x.key == name).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned())
+                        })
                         .unwrap_or_default()
                 };
                 out.push(DeadLetter {
@@ -123,7 +127,8 @@ pub async fn export(influx: &str, selector: &str) -> Vec<Series> {
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).expect("export line is JSON");
-            let labels = v["metric"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
+            let labels =
+                v["metric"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
             let values = v["values"].as_array().unwrap();
             let timestamps = v["timestamps"].as_array().unwrap();
             let points = timestamps.iter().zip(values).map(|(t, v)| (t.as_i64().unwrap(), v.as_f64().unwrap())).collect();
