@@ -16,8 +16,11 @@ fn topics(run: &str) -> Vec<String> {
     ["pm25", "dust", "water", "charging"].iter().map(|k| format!("{run}.{k}")).collect()
 }
 
-/// Every record of the given topics: (topic, key, payload).
-fn read_all(brokers: &str, topics: &[String], expected: usize) -> Vec<(String, String, Vec<u8>)> {
+/// A record read back: (topic, key, payload).
+type Record = (String, String, Vec<u8>);
+
+/// Every record of the given topics.
+fn read_all(brokers: &str, topics: &[String], expected: usize) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", common::unique("reader"))
@@ -60,7 +63,7 @@ async fn replay_publishes_each_line_to_its_kinds_topic_keyed_by_sensor() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("replayed 5 lines (1 skipped)"), "{stderr}");
     let records = read_all(&brokers, &topics, 5);
-    let by_key: HashMap<&str, Vec<&(String, String, Vec<u8>)>> = records.iter().fold(HashMap::new(), |mut m, r| {
+    let by_key: HashMap<&str, Vec<&Record>> = records.iter().fold(HashMap::new(), |mut m, r| {
         m.entry(r.1.as_str()).or_default().push(r);
         m
     });
