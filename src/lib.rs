@@ -11,6 +11,7 @@
 //! - [`source`] — the Kafka consumer (the only one).
 //! - [`decode`] — bytes → `Reading` or `Rejection` (JSON, protobuf, units, validation).
 //! - [`window`] — event time: window specs, watermarks, per-partition open windows.
+//! - [`domain`] — HJ 633 / EPA AQI, NowCast, flood signals, pile availability, dust grades.
 //! - [`aggregate`] — per-window accumulators (level statistics, pile status counts).
 //! - [`pipeline`] — the synchronous core, the async shell, safe offset commits.
 //! - [`sink`] — InfluxDB line protocol and writer, in-memory store, dead-letter producer.
@@ -26,6 +27,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod domain;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
