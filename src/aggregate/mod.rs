@@ -3,6 +3,7 @@
 //! the order records arrived in (first/last are by event time).
 
 mod pile;
+pub mod sketch;
 mod stats;
 
 pub use pile::PileStats;
@@ -35,10 +36,11 @@ impl Accumulator {
         }
     }
 
-    pub fn finish(&self) -> WindowValues {
+    /// The window's aggregates; `end_ms` bounds the time in the last pile status.
+    pub fn finish(&self, end_ms: i64) -> WindowValues {
         match self {
-            Accumulator::Level(stats) => stats.values(),
-            Accumulator::Pile(stats) => stats.values(),
+            Accumulator::Level(stats) => WindowValues::Level(stats.values()),
+            Accumulator::Pile(stats) => WindowValues::Pile(stats.values(end_ms)),
         }
     }
 }

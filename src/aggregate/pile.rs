@@ -1,7 +1,7 @@
 //! Charging-pile window state: records per OCPP status, the latest status by event time,
-//! and the mean reported power.
+//! time spent in each status, and the mean reported power.
 
-use crate::model::{PileStatus, WindowValues};
+use crate::model::{PileStatus, PileValues};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PileStats {
@@ -11,6 +11,9 @@ pub struct PileStats {
     last_status: Option<(i64, PileStatus)>,
     power_sum_kw: f64,
     power_samples: u64,
+    /// (event time, status) of every record, for time in status; a window of a pile
+    /// reporting every minute holds at most a few dozen.
+    timeline: Vec<(i64, PileStatus)>,
 }
 
 impl PileStats {
@@ -24,10 +27,32 @@ impl PileStats {
             self.power_sum_kw += power;
             self.power_samples += 1;
         }
+        self.timeline.push((ts_ms, status));
     }
 
-    pub fn values(&self) -> WindowValues {
-        WindowValues::Pile {
+    /// Milliseconds in each status from each record to the next, the last one until
+    /// `end_ms`. A heartbeat continues the status before it; time before the first real
+    /// status is not attributed.
+    pub fn time_in_status(&self, end_ms: i64) -> [i64; PileStatus::ALL.len()] {
+        let mut timeline = self.timeline.clone();
+        timeline.sort_by_key(|(ts, _)| *ts);
+        let mut out = [0i64; PileStatus::ALL.len()];
+        let mut current: Option<PileStatus> = None;
+        for (i, (ts, status)) in timeline.iter().enumerate() {
+            if *status != PileStatus::Heartbeat {
+                current = Some(*status);
+            }
+            let next = timeline.get(i + 1).map_or(end_ms, |(t, _)| *t);
+            if let Some(status) = current {
+                out[status.index()] += (next - ts).max(0);
+            }
+        }
+        out
+    }
+
+    pub fn values(&self, end_ms: i64) -> PileValues {
+        let time_in = self.time_in_status(end_ms);
+        PileValues {
             count: self.count,
             status_counts: PileStatus::ALL
                 .into_iter()
@@ -35,6 +60,11 @@ impl PileStats {
                 .map(|s| (s.as_str().to_owned(), self.status_counts[s.index()]))
                 .collect(),
             last_status: self.last_status.map_or(PileStatus::Heartbeat, |(_, s)| s).as_str().to_owned(),
+            time_in_status_ms: PileStatus::ALL
+                .into_iter()
+                .filter(|s| time_in[s.index()] > 0)
+                .map(|s| (s.as_str().to_owned(), time_in[s.index()]))
+                .collect(),
             power_kw_mean: (self.power_samples > 0).then(|| self.power_sum_kw / self.power_samples as f64),
         }
     }
@@ -51,12 +81,15 @@ mod tests {
         stats.add(1_000, PileStatus::Available, Some(0.0));
         stats.add(4_000, PileStatus::Heartbeat, None);
         stats.add(2_000, PileStatus::Charging, None);
-        let values = stats.values();
-        assert_eq!(values.count(), 4);
-        assert_eq!(values.pile_status_count(PileStatus::Charging), 2);
-        assert_eq!(values.pile_status_count(PileStatus::Faulted), 0);
-        let WindowValues::Pile { last_status, power_kw_mean, .. } = values else { panic!() };
-        assert_eq!(last_status, "Charging");
-        assert_eq!(power_kw_mean, Some(25.0));
+        let values = stats.values(5_000);
+        assert_eq!(values.count, 4);
+        assert_eq!(values.status_count(PileStatus::Charging), 2);
+        assert_eq!(values.status_count(PileStatus::Faulted), 0);
+        assert_eq!(values.last_status, "Charging");
+        assert_eq!(values.power_kw_mean, Some(25.0));
+        // Available 1 s → 2 s, Charging 2 s → 5 s (the heartbeat at 4 s continues it).
+        assert_eq!(values.time_in(PileStatus::Available), 1_000);
+        assert_eq!(values.time_in(PileStatus::Charging), 3_000);
+        assert_eq!(values.time_in(PileStatus::Heartbeat), 0);
     }
 }

@@ -1,8 +1,13 @@
-//! Count, sum, mean, min, max, first, last and standard deviation of a level series.
-//! Mean and variance use Welford's update (numerically stable) and merge by Chan et al.'s
-//! pairwise formula, so windows can be built from shorter ones.
+//! Count, sum, mean, min, max, first, last, standard deviation, quantiles, rate of change
+//! and least-squares slope of a level series. Mean and variance use Welford's update
+//! (numerically stable) and merge by Chan et al.'s pairwise formula, so windows can be
+//! built from shorter ones.
 
-use crate::model::WindowValues;
+use super::sketch::QuantileSketch;
+use crate::domain::water::SlopeFit;
+use crate::model::LevelValues;
+
+const MS_PER_HOUR: f64 = 3_600_000.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LevelStats {
@@ -16,6 +21,8 @@ pub struct LevelStats {
     /// (event time, value) of the earliest and latest sample by event time.
     first: (i64, f64),
     last: (i64, f64),
+    sketch: QuantileSketch,
+    slope: SlopeFit,
 }
 
 impl Default for LevelStats {
@@ -29,6 +36,8 @@ impl Default for LevelStats {
             max: f64::NEG_INFINITY,
             first: (i64::MAX, f64::NAN),
             last: (i64::MIN, f64::NAN),
+            sketch: QuantileSketch::default(),
+            slope: SlopeFit::default(),
         }
     }
 }
@@ -48,6 +57,8 @@ impl LevelStats {
         if ts_ms > self.last.0 {
             self.last = (ts_ms, value);
         }
+        self.sketch.add(value);
+        self.slope.add(ts_ms, value);
     }
 
     /// Combines two disjoint sets of samples.
@@ -73,6 +84,8 @@ impl LevelStats {
         if other.last.0 > self.last.0 {
             self.last = other.last;
         }
+        self.sketch.merge(&other.sketch);
+        self.slope.merge(&other.slope);
     }
 
     pub fn count(&self) -> u64 {
@@ -88,8 +101,18 @@ impl LevelStats {
         }
     }
 
-    pub fn values(&self) -> WindowValues {
-        WindowValues::Level {
+    /// (last − first) per hour between the first and last samples.
+    pub fn rate_per_hour(&self) -> f64 {
+        let hours = (self.last.0 - self.first.0) as f64 / MS_PER_HOUR;
+        if self.count < 2 || hours <= 0.0 {
+            0.0
+        } else {
+            (self.last.1 - self.first.1) / hours
+        }
+    }
+
+    pub fn values(&self) -> LevelValues {
+        LevelValues {
             count: self.count,
             sum: self.sum,
             mean: self.mean,
@@ -98,6 +121,10 @@ impl LevelStats {
             first: self.first.1,
             last: self.last.1,
             stddev: self.stddev(),
+            p50: self.sketch.quantile(0.5),
+            p95: self.sketch.quantile(0.95),
+            rate_per_h: self.rate_per_hour(),
+            slope_per_h: self.slope.slope_per_hour(),
         }
     }
 }
@@ -127,9 +154,7 @@ mod tests {
 
     fn assert_matches(stats: &LevelStats, samples: &[(i64, f64)]) {
         let (count, sum, mean, min, max, first, last, sd) = reference(samples);
-        let WindowValues::Level { count: c, sum: s, mean: m, min: lo, max: hi, first: f, last: l, stddev } = stats.values() else {
-            panic!("level values expected");
-        };
+        let LevelValues { count: c, sum: s, mean: m, min: lo, max: hi, first: f, last: l, stddev, .. } = stats.values();
         assert_eq!(c, count);
         assert!((s - sum).abs() <= 1e-9 * sum.abs().max(1.0));
         assert!((m - mean).abs() <= 1e-9 * mean.abs().max(1.0));
@@ -166,5 +191,19 @@ mod tests {
         }
         // Population variance of 4, 7, 13, 16 is 22.5.
         assert!((stats.stddev() - 22.5f64.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rate_of_change_is_per_hour_between_first_and_last() {
+        let mut stats = LevelStats::default();
+        stats.add(1_800_000, 3.0);
+        stats.add(0, 1.0);
+        stats.add(900_000, 9.0);
+        assert_eq!(stats.rate_per_hour(), 4.0, "(3 - 1) over half an hour");
+        let values = stats.values();
+        assert!(values.p50 > 2.9 && values.p50 < 3.1, "{}", values.p50);
+        let mut one = LevelStats::default();
+        one.add(5, 1.0);
+        assert_eq!(one.rate_per_hour(), 0.0);
     }
 }

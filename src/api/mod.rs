@@ -83,7 +83,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::model::{Area, WindowResult, WindowValues};
+    use crate::model::{Area, LevelValues, WindowResult, WindowValues};
 
     async fn get_json(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
         let response = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
@@ -103,7 +103,9 @@ mod tests {
                 start_ms: 0,
                 end_ms: 60_000,
                 area: Area { grid: "g".into(), street: "s".into(), district: "d".into() },
-                values: WindowValues::Level { count: 2, sum: 3.0, mean: 1.5, min: 1.0, max: 2.0, first: 1.0, last: 2.0, stddev: 0.5 },
+                values: WindowValues::Level(LevelValues { count: 2, sum: 3.0, mean: 1.5, min: 1.0, max: 2.0, ..LevelValues::single(1.5) }),
+                coverage: Some(0.5),
+                domain: None,
             })
         };
         shared.store.insert_batch([result("a", Kind::Pm25), result("b", Kind::Pm25), result("w", Kind::Water)]);
@@ -114,6 +116,8 @@ mod tests {
         assert_eq!(body[0]["sensor_id"], "b");
         assert_eq!(body[0]["mean"], 1.5);
         assert_eq!(body[0]["district"], "d");
+        assert_eq!(body[0]["p95"], 1.5);
+        assert_eq!(body[0]["coverage"], 0.5);
         let (status, body) = get_json(app(shared), "/api/v1/series?kind=pm10").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["error"].as_str().unwrap().contains("pm10"));

@@ -19,6 +19,28 @@ pub struct RawConfig {
     pub influx: Option<RawInflux>,
     pub api: RawApi,
     pub pipeline: RawPipeline,
+    pub domain: RawDomain,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDomain {
+    /// HJ 633 table for PM2.5 IAQI: "auto" (by each window's date: 2012 before
+    /// 2026-03-01, 2026 after), "2012" or "2026".
+    pub hj633: String,
+    /// Also compute the US EPA AQI (2024 breakpoints) and NowCast.
+    pub epa_aqi: bool,
+    /// A river gauge is "blue" (approaching) this far below its warning level, metres.
+    pub approach_margin_m: f64,
+    /// Dust load grades, g/m²: watch and alert thresholds.
+    pub dust_watch_g_m2: f64,
+    pub dust_alert_g_m2: f64,
+}
+
+impl Default for RawDomain {
+    fn default() -> Self {
+        RawDomain { hj633: "auto".into(), epa_aqi: false, approach_margin_m: 0.3, dust_watch_g_m2: 0.5, dust_alert_g_m2: 0.8 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +139,10 @@ pub struct RawWindows {
     pub idle_timeout: String,
     /// Cap on sensors with open state; records of new sensors past it are `cardinality`.
     pub max_tracked_sensors: i64,
+    /// A record for a closed window: "deadletter" it as `late`, or "update" the window and
+    /// re-emit it (same point, overwritten) while it closed less than `update_horizon` ago.
+    pub late_policy: String,
+    pub update_horizon: String,
     /// Window labels per kind: "1m" tumbling, "24h/1h" a 24 h window sliding every hour.
     pub pm25: Vec<String>,
     pub dust: Vec<String>,
@@ -133,6 +159,8 @@ impl Default for RawWindows {
             allowed_lateness: "2m".into(),
             idle_timeout: "1m".into(),
             max_tracked_sensors: 1_000_000,
+            late_policy: "deadletter".into(),
+            update_horizon: "1h".into(),
             pm25: labels(&["1m", "1h", "24h", "24h/1h"]),
             dust: labels(&["1h", "24h"]),
             water: labels(&["1m", "1h/5m"]),

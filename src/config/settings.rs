@@ -9,8 +9,10 @@ use super::duration::parse_ms;
 use super::raw::{RawConfig, RawTopic};
 use super::ConfigProblem;
 use crate::decode::{Decoder, Format, Limits};
+use crate::domain::aqi::Hj633;
+use crate::domain::enrich::{DomainSettings, Hj633Choice};
 use crate::model::Kind;
-use crate::window::{WindowSpec, WindowTiming};
+use crate::window::{LatePolicy, WindowSpec, WindowTiming};
 
 /// A secret (token) whose `Debug` and `Display` print nothing.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -79,6 +81,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub commit_interval_ms: i64,
     pub shutdown_timeout_ms: i64,
+    pub domain: DomainSettings,
 }
 
 /// Longest window accepted: a month. Longer windows belong in a query, not in stream state.
@@ -230,10 +233,19 @@ impl Settings {
             c.problem("windows.timezone", reason);
             0
         });
+        let late_policy = match w.late_policy.as_str() {
+            "deadletter" => LatePolicy::DeadLetter,
+            "update" => LatePolicy::Update { horizon_ms: c.duration("windows.update_horizon", &w.update_horizon, 0) },
+            other => {
+                c.problem("windows.late_policy", format!("{other:?} is not a policy: use \"deadletter\" or \"update\""));
+                LatePolicy::DeadLetter
+            }
+        };
         let timing = WindowTiming {
             out_of_orderness_ms: c.duration("windows.out_of_orderness", &w.out_of_orderness, 0),
             allowed_lateness_ms: c.duration("windows.allowed_lateness", &w.allowed_lateness, 0),
             tz_offset_ms,
+            late_policy,
         };
         let idle_timeout_ms = c.duration("windows.idle_timeout", &w.idle_timeout, 1_000);
         let max_tracked_sensors = c.positive("windows.max_tracked_sensors", w.max_tracked_sensors);
@@ -281,6 +293,29 @@ impl Settings {
             c.problem("api.listen", format!("{:?} is not an address like 127.0.0.1:8080: {err}", raw.api.listen));
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
+        let d = &raw.domain;
+        let hj633 = match d.hj633.as_str() {
+            "auto" => Hj633Choice::ByDate,
+            "2012" => Hj633Choice::Pinned(Hj633::Y2012),
+            "2026" => Hj633Choice::Pinned(Hj633::Y2026),
+            other => {
+                c.problem("domain.hj633", format!("{other:?}: use \"auto\", \"2012\" or \"2026\""));
+                Hj633Choice::ByDate
+            }
+        };
+        if !(d.approach_margin_m.is_finite() && d.approach_margin_m >= 0.0) {
+            c.problem("domain.approach_margin_m", "must be a distance of zero or more metres");
+        }
+        if !(d.dust_watch_g_m2 > 0.0 && d.dust_watch_g_m2 < d.dust_alert_g_m2) {
+            c.problem("domain.dust_watch_g_m2", "must be above zero and below domain.dust_alert_g_m2");
+        }
+        let domain = DomainSettings {
+            hj633,
+            epa: d.epa_aqi,
+            approach_margin_m: d.approach_margin_m,
+            dust_watch_g_m2: d.dust_watch_g_m2,
+            dust_alert_g_m2: d.dust_alert_g_m2,
+        };
         let commit_interval_ms = c.duration("pipeline.commit_interval", &raw.pipeline.commit_interval, 10);
         let shutdown_timeout_ms = c.duration("pipeline.shutdown_timeout", &raw.pipeline.shutdown_timeout, 100);
 
@@ -309,6 +344,7 @@ impl Settings {
             api: ApiSettings { listen },
             commit_interval_ms,
             shutdown_timeout_ms,
+            domain,
         })
     }
 

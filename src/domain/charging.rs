@@ -78,7 +78,8 @@ mod tests {
     #[test]
     fn area_ratios_count_only_online_piles() {
         let now = 1_000_000;
-        let pile = |status, last_seen_ms, charging_ms| PileView { status, last_seen_ms, heartbeat_ms: 60_000, charging_ms, online_ms: 300_000 };
+        let pile =
+            |status, last_seen_ms, charging_ms| PileView { status, last_seen_ms, heartbeat_ms: 60_000, charging_ms, online_ms: 300_000 };
         let piles = [
             pile(PileStatus::Available, now - 1_000, 0),
             pile(PileStatus::Charging, now - 1_000, 300_000),

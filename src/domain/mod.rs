@@ -6,4 +6,5 @@
 pub mod aqi;
 pub mod charging;
 pub mod dust;
+pub mod enrich;
 pub mod water;

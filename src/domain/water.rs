@@ -179,7 +179,11 @@ mod tests {
             let ts = start + i * 300_000; // every 5 min
             let level = 0.05 + 0.6 * (i as f64 * 5.0 / 60.0); // 0.6 m/h
             whole.add(ts, level);
-            if i < 5 { a.add(ts, level) } else { b.add(ts, level) }
+            if i < 5 {
+                a.add(ts, level)
+            } else {
+                b.add(ts, level)
+            }
         }
         assert!((whole.slope_per_hour().unwrap() - 0.6).abs() < 1e-9);
         a.merge(&b);

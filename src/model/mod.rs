@@ -9,4 +9,4 @@ mod window_result;
 pub use kind::Kind;
 pub use pile_status::PileStatus;
 pub use reading::{Area, Observation, Reading};
-pub use window_result::{WindowResult, WindowValues};
+pub use window_result::{DomainValues, LevelValues, PileValues, WindowResult, WindowValues};

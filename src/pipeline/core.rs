@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::decode::{Decoder, Format, Rejection};
+use crate::domain::enrich::{enrich, DomainMemory, DomainSettings};
 use crate::model::Kind;
 use crate::registry::Registry;
 use crate::window::{ClosedWindow, PartitionWindows, SensorBudget, WindowSpec, WindowTiming};
@@ -43,6 +44,7 @@ pub struct CoreSettings {
     pub timing: WindowTiming,
     pub idle_timeout_ms: i64,
     pub max_tracked_sensors: usize,
+    pub domain: DomainSettings,
 }
 
 impl From<&Settings> for CoreSettings {
@@ -53,6 +55,7 @@ impl From<&Settings> for CoreSettings {
             timing: s.timing.clone(),
             idle_timeout_ms: s.idle_timeout_ms,
             max_tracked_sensors: s.max_tracked_sensors,
+            domain: s.domain.clone(),
         }
     }
 }
@@ -65,13 +68,14 @@ pub struct Processor {
     partitions: HashMap<SourcePartition, PartitionWindows>,
     budget: SensorBudget,
     scratch: Vec<ClosedWindow>,
+    memory: DomainMemory,
 }
 
 impl Processor {
     pub fn new(settings: CoreSettings, registry: Arc<Registry>) -> Self {
         let budget = SensorBudget { tracked: 0, cap: settings.max_tracked_sensors };
         let specs = settings.windows.clone().map(Arc::from);
-        Processor { settings, specs, registry, partitions: HashMap::new(), budget, scratch: Vec::new() }
+        Processor { settings, specs, registry, partitions: HashMap::new(), budget, scratch: Vec::new(), memory: DomainMemory::default() }
     }
 
     /// Decodes, validates and windows one record. `Err` is its dead-letter verdict; closed
@@ -84,7 +88,7 @@ impl Processor {
         let windows =
             self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), timing.clone(), now_wall_ms));
         let result = windows.add(reading, record.offset, &mut self.budget, now_wall_ms, &mut self.scratch);
-        emitted.extend(self.scratch.drain(..).map(|window| Emitted { source: record.source, window }));
+        self.finish_closed(record.source, emitted);
         result
     }
 
@@ -97,7 +101,20 @@ impl Processor {
                 continue;
             }
             windows.advance_idle(leading, &mut self.budget, &mut self.scratch);
-            emitted.extend(self.scratch.drain(..).map(|window| Emitted { source: *source, window }));
+            for mut window in self.scratch.drain(..) {
+                let info = self.registry.get(&window.result.sensor_id);
+                enrich(&mut window.result, info, &self.settings.domain, &mut self.memory);
+                emitted.push(Emitted { source: *source, window });
+            }
+        }
+    }
+
+    /// Adds coverage and domain metrics to the windows that just closed and hands them on.
+    fn finish_closed(&mut self, source: SourcePartition, emitted: &mut Vec<Emitted>) {
+        for mut window in self.scratch.drain(..) {
+            let info = self.registry.get(&window.result.sensor_id);
+            enrich(&mut window.result, info, &self.settings.domain, &mut self.memory);
+            emitted.push(Emitted { source, window });
         }
     }
 

@@ -1,11 +1,12 @@
 //! InfluxDB line protocol for window results (SPEC §5): one measurement per kind; tags
-//! `window`, `sensor_id`, `district`, `street`, `grid`; the aggregates as fields; the
-//! timestamp is the window end in milliseconds. The same window always encodes to the
-//! same series and timestamp, so a rewrite replaces the point instead of adding one.
+//! `window`, `sensor_id`, `district`, `street`, `grid`; the aggregates and domain metrics
+//! as fields; the timestamp is the window end in milliseconds. The same window always
+//! encodes to the same series and timestamp, so a rewrite replaces the point instead of
+//! adding one.
 
 use std::fmt::Write;
 
-use crate::model::{WindowResult, WindowValues};
+use crate::model::{DomainValues, WindowResult, WindowValues};
 
 /// Appends one line (with trailing newline) for `result` to `out`.
 pub fn encode_window(result: &WindowResult, out: &mut String) {
@@ -25,32 +26,123 @@ pub fn encode_window(result: &WindowResult, out: &mut String) {
             escape_tag(value, out);
         }
     }
-    out.push(' ');
+    let mut fields = Fields { out, first: true };
     match &result.values {
-        WindowValues::Level { count, sum, mean, min, max, first, last, stddev } => {
-            let _ = write!(out, "count={count}i");
-            for (name, value) in
-                [("sum", sum), ("mean", mean), ("min", min), ("max", max), ("first", first), ("last", last), ("stddev", stddev)]
-            {
-                if value.is_finite() {
-                    let _ = write!(out, ",{name}={value}");
-                }
+        WindowValues::Level(v) => {
+            fields.int("count", v.count as i64);
+            for (name, value) in [
+                ("sum", v.sum),
+                ("mean", v.mean),
+                ("min", v.min),
+                ("max", v.max),
+                ("first", v.first),
+                ("last", v.last),
+                ("stddev", v.stddev),
+                ("p50", v.p50),
+                ("p95", v.p95),
+                ("rate_per_h", v.rate_per_h),
+            ] {
+                fields.float(name, value);
+            }
+            if let Some(slope) = v.slope_per_h {
+                fields.float("slope_per_h", slope);
             }
         }
-        WindowValues::Pile { count, status_counts, last_status, power_kw_mean } => {
-            let _ = write!(out, "count={count}i");
-            for (status, n) in status_counts {
-                let _ = write!(out, ",status_{}={n}i", status.to_ascii_lowercase());
+        WindowValues::Pile(v) => {
+            fields.int("count", v.count as i64);
+            for (status, n) in &v.status_counts {
+                fields.int(&format!("status_{}", status.to_ascii_lowercase()), *n as i64);
             }
-            if let Some(power) = power_kw_mean.filter(|p| p.is_finite()) {
-                let _ = write!(out, ",power_kw_mean={power}");
+            for (status, ms) in &v.time_in_status_ms {
+                fields.int(&format!("time_{}_ms", status.to_ascii_lowercase()), *ms);
             }
-            out.push_str(",last_status=\"");
-            escape_string_field(last_status, out);
-            out.push('"');
+            if let Some(power) = v.power_kw_mean {
+                fields.float("power_kw_mean", power);
+            }
+            fields.string("last_status", &v.last_status);
         }
     }
+    if let Some(coverage) = result.coverage {
+        fields.float("coverage", coverage);
+    }
+    match &result.domain {
+        Some(DomainValues::Pm25 { iaqi, category, above_scale, standard, epa_aqi, nowcast }) => {
+            fields.int("iaqi", *iaqi as i64);
+            fields.string("category", category);
+            fields.bool("above_scale", *above_scale);
+            fields.string("standard", standard);
+            if let Some(aqi) = epa_aqi {
+                fields.int("epa_aqi", *aqi as i64);
+            }
+            if let Some(c) = nowcast {
+                fields.float("nowcast", *c);
+            }
+        }
+        Some(DomainValues::Water { flood_signal, underpass_grade, minutes_to_next_threshold }) => {
+            if let Some(signal) = flood_signal {
+                fields.string("flood_signal", signal);
+            }
+            if let Some(grade) = underpass_grade {
+                fields.string("underpass_grade", grade);
+            }
+            if let Some(minutes) = minutes_to_next_threshold {
+                fields.float("minutes_to_next_threshold", *minutes);
+            }
+        }
+        Some(DomainValues::Dust { dust_grade }) => fields.string("dust_grade", dust_grade),
+        Some(DomainValues::Charging { utilisation }) => {
+            if let Some(u) = utilisation {
+                fields.float("utilisation", *u);
+            }
+        }
+        None => {}
+    }
     let _ = writeln!(out, " {}", result.end_ms);
+}
+
+/// Writes `name=value` pairs separated by commas, after the tag set.
+struct Fields<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl Fields<'_> {
+    fn key(&mut self, name: &str) {
+        self.out.push(if self.first { ' ' } else { ',' });
+        self.first = false;
+        self.out.push_str(name);
+        self.out.push('=');
+    }
+
+    fn int(&mut self, name: &str, value: i64) {
+        self.key(name);
+        let _ = write!(self.out, "{value}i");
+    }
+
+    /// Non-finite floats have no line-protocol form; they are left out.
+    fn float(&mut self, name: &str, value: f64) {
+        if value.is_finite() {
+            self.key(name);
+            let _ = write!(self.out, "{value}");
+        }
+    }
+
+    fn bool(&mut self, name: &str, value: bool) {
+        self.key(name);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    fn string(&mut self, name: &str, value: &str) {
+        self.key(name);
+        self.out.push('"');
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                self.out.push('\\');
+            }
+            self.out.push(c);
+        }
+        self.out.push('"');
+    }
 }
 
 fn escape_tag(value: &str, out: &mut String) {
@@ -66,60 +158,79 @@ fn escape_tag(value: &str, out: &mut String) {
     }
 }
 
-fn escape_string_field(value: &str, out: &mut String) {
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Area, Kind};
+    use crate::model::{Area, Kind, LevelValues, PileValues};
 
     fn result(values: WindowValues) -> WindowResult {
         WindowResult {
             kind: Kind::Pm25,
             sensor_id: "hd-pm-0042".into(),
-            window: "1m".into(),
-            start_ms: 1_764_057_540_000,
+            window: "1h".into(),
+            start_ms: 1_764_054_000_000,
             end_ms: 1_764_057_600_000,
             area: Area { grid: "hd-0178".into(), street: "hd zhong,guan=cun".into(), district: "haidian".into() },
             values,
+            coverage: Some(0.75),
+            domain: None,
         }
     }
 
     #[test]
     fn a_level_window_encodes_with_tags_fields_and_end_timestamp() {
         let mut out = String::new();
-        let values = WindowValues::Level { count: 3, sum: 6.0, mean: 2.0, min: 1.0, max: 3.0, first: 1.0, last: 3.0, stddev: 0.5 };
-        encode_window(&result(values), &mut out);
+        let values = LevelValues {
+            count: 3,
+            sum: 6.0,
+            mean: 2.0,
+            min: 1.0,
+            max: 3.0,
+            first: 1.0,
+            last: 3.0,
+            stddev: 0.5,
+            p50: 2.0,
+            p95: 3.0,
+            rate_per_h: 4.0,
+            slope_per_h: None,
+        };
+        let mut r = result(WindowValues::Level(values));
+        r.domain = Some(DomainValues::Pm25 {
+            iaqi: 3,
+            category: "excellent",
+            above_scale: false,
+            standard: "HJ633-2026",
+            epa_aqi: None,
+            nowcast: None,
+        });
+        encode_window(&r, &mut out);
         assert_eq!(
             out,
-            "pm25,district=haidian,grid=hd-0178,sensor_id=hd-pm-0042,street=hd\\ zhong\\,guan\\=cun,window=1m \
-             count=3i,sum=6,mean=2,min=1,max=3,first=1,last=3,stddev=0.5 1764057600000\n"
+            "pm25,district=haidian,grid=hd-0178,sensor_id=hd-pm-0042,street=hd\\ zhong\\,guan\\=cun,window=1h \
+             count=3i,sum=6,mean=2,min=1,max=3,first=1,last=3,stddev=0.5,p50=2,p95=3,rate_per_h=4,coverage=0.75,\
+             iaqi=3i,category=\"excellent\",above_scale=false,standard=\"HJ633-2026\" 1764057600000\n"
         );
     }
 
     #[test]
-    fn a_pile_window_encodes_status_counts() {
+    fn a_pile_window_encodes_status_counts_and_times() {
         let mut out = String::new();
-        let values = WindowValues::Pile {
+        let values = PileValues {
             count: 4,
             status_counts: vec![("Charging".into(), 3), ("Heartbeat".into(), 1)],
             last_status: "Charging".into(),
+            time_in_status_ms: vec![("Charging".into(), 240_000)],
             power_kw_mean: Some(50.5),
         };
-        let mut r = result(values);
+        let mut r = result(WindowValues::Pile(values));
         r.kind = Kind::Charging;
         r.area = Area::default();
+        r.coverage = None;
         encode_window(&r, &mut out);
         assert_eq!(
             out,
-            "charging,sensor_id=hd-pm-0042,window=1m count=4i,status_charging=3i,status_heartbeat=1i,power_kw_mean=50.5,last_status=\"Charging\" 1764057600000\n"
+            "charging,sensor_id=hd-pm-0042,window=1h count=4i,status_charging=3i,status_heartbeat=1i,time_charging_ms=240000i,\
+             power_kw_mean=50.5,last_status=\"Charging\" 1764057600000\n"
         );
     }
 }

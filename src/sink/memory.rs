@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use crate::model::{Kind, WindowResult, WindowValues};
+use crate::model::{Kind, LevelValues, WindowResult, WindowValues};
 
 /// Results kept per (kind, window label) before the oldest are dropped from memory.
 pub const DEFAULT_RESULTS_PER_SERIES: usize = 20_000;
@@ -83,7 +83,7 @@ impl MemoryStore {
         }
         let mut out: BTreeMap<String, (f64, usize, i64)> = BTreeMap::new();
         for r in latest.values() {
-            if let WindowValues::Level { mean, .. } = r.values {
+            if let WindowValues::Level(LevelValues { mean, .. }) = r.values {
                 let entry = out.entry(r.area.district.clone()).or_insert((0.0, 0, i64::MIN));
                 entry.0 += mean;
                 entry.1 += 1;
@@ -118,7 +118,9 @@ mod tests {
             start_ms: end_ms - 60_000,
             end_ms,
             area: Area { district: district.into(), ..Area::default() },
-            values: WindowValues::Level { count: 1, sum: mean, mean, min: mean, max: mean, first: mean, last: mean, stddev: 0.0 },
+            values: WindowValues::Level(LevelValues::single(mean)),
+            coverage: None,
+            domain: None,
         })
     }
 

@@ -22,6 +22,27 @@ pub struct WindowTiming {
     pub allowed_lateness_ms: i64,
     /// Local time offset used to align windows (Asia/Shanghai: +8 h).
     pub tz_offset_ms: i64,
+    pub late_policy: LatePolicy,
+}
+
+impl WindowTiming {
+    /// How long closed windows stay correctable (0 under `LatePolicy::DeadLetter`).
+    pub fn update_horizon_ms(&self) -> i64 {
+        match self.late_policy {
+            LatePolicy::DeadLetter => 0,
+            LatePolicy::Update { horizon_ms } => horizon_ms,
+        }
+    }
+}
+
+/// What happens to a record whose window has already closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatePolicy {
+    /// Dead-letter it as `late`.
+    DeadLetter,
+    /// Add it to the closed window and emit the corrected window again (the same point,
+    /// overwritten), while the window closed less than `horizon_ms` ago.
+    Update { horizon_ms: i64 },
 }
 
 /// The cap on tracked sensors, shared by all partitions of one pipeline.
@@ -52,11 +73,19 @@ struct OpenWindow {
     acc: Accumulator,
 }
 
+/// A closed window kept for corrections under `LatePolicy::Update`.
+#[derive(Debug)]
+struct RetainedWindow {
+    start_ms: i64,
+    acc: Accumulator,
+}
+
 /// What one sensor needs remembered between records.
 #[derive(Debug, Default)]
 struct SensorState {
     area: Area,
     open_windows: usize,
+    retained_windows: usize,
     /// Event times accepted, pruned once every window they fed has closed.
     seen_ts: BTreeMap<i64, Option<u64>>,
     seen_seq: HashMap<u64, i64>,
@@ -73,6 +102,8 @@ pub struct PartitionWindows {
     open: BTreeMap<WindowKey, OpenWindow>,
     /// Multiset of the first offsets of open windows.
     open_offsets: BTreeMap<i64, usize>,
+    /// Closed windows that late records may still correct (`LatePolicy::Update`).
+    retained: BTreeMap<WindowKey, RetainedWindow>,
     last_record_wall_ms: i64,
 }
 
@@ -85,6 +116,7 @@ impl PartitionWindows {
             sensors: HashMap::new(),
             open: BTreeMap::new(),
             open_offsets: BTreeMap::new(),
+            retained: BTreeMap::new(),
             last_record_wall_ms: now_wall_ms,
             timing,
         }
@@ -130,10 +162,11 @@ impl PartitionWindows {
         let reject = |reason, detail: String| Err(Rejection::new(reason, detail).with_vendor(vendor));
 
         let watermark = self.watermark.current();
+        let update_horizon = timing.update_horizon_ms();
         for spec in specs.iter() {
             for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
                 let closes_at = start + spec.size_ms + timing.allowed_lateness_ms;
-                if closes_at <= watermark {
+                if closes_at.saturating_add(update_horizon) <= watermark {
                     return reject(
                         Reason::Late,
                         format!(
@@ -174,15 +207,33 @@ impl PartitionWindows {
             state.seen_seq.insert(seq, reading.ts_ms);
         }
         state.area = reading.area;
+        let mut corrected = Vec::new();
         for (spec_index, spec) in specs.iter().enumerate() {
             for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
                 let key = WindowKey { end_ms: start + spec.size_ms, sensor: sensor.clone(), spec: spec_index };
+                if key.end_ms + timing.allowed_lateness_ms <= watermark {
+                    // Closed, but within the update horizon (checked above): correct it.
+                    let window = self.retained.entry(key.clone()).or_insert_with(|| {
+                        state.retained_windows += 1;
+                        RetainedWindow { start_ms: start, acc: Accumulator::for_observation(&reading.observation) }
+                    });
+                    window.acc.add(reading.ts_ms, &reading.observation);
+                    corrected.push(key);
+                    continue;
+                }
                 let window = self.open.entry(key).or_insert_with(|| {
                     state.open_windows += 1;
                     *self.open_offsets.entry(offset).or_default() += 1;
                     OpenWindow { start_ms: start, first_offset: offset, acc: Accumulator::for_observation(&reading.observation) }
                 });
                 window.acc.add(reading.ts_ms, &reading.observation);
+            }
+        }
+        for key in corrected {
+            if let Some(window) = self.retained.get(&key) {
+                let result = self.result_of(&key, window.start_ms, &window.acc);
+                // The corrected window's only new input is this record: it holds this offset.
+                closed.push(ClosedWindow { result, first_offset: offset });
             }
         }
         self.watermark.observe(reading.ts_ms);
@@ -194,6 +245,21 @@ impl PartitionWindows {
     pub fn advance_idle(&mut self, watermark_ms: i64, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
         self.watermark.advance_to(watermark_ms);
         self.close_due(budget, closed);
+    }
+
+    /// The result of a window from its accumulator, with the sensor's current area.
+    fn result_of(&self, key: &WindowKey, start_ms: i64, acc: &Accumulator) -> WindowResult {
+        WindowResult {
+            kind: self.kind,
+            sensor_id: key.sensor.to_string(),
+            window: self.specs[key.spec].label.clone(),
+            start_ms,
+            end_ms: key.end_ms,
+            area: self.sensors.get(&key.sensor).map(|s| s.area.clone()).unwrap_or_default(),
+            values: acc.finish(key.end_ms),
+            coverage: None,
+            domain: None,
+        }
     }
 
     fn close_due(&mut self, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
@@ -211,31 +277,39 @@ impl PartitionWindows {
                     self.open_offsets.remove(&window.first_offset);
                 }
             }
-            let area = self.sensors.get(&key.sensor).map(|s| s.area.clone()).unwrap_or_default();
-            if let Some(state) = self.sensors.get_mut(&key.sensor) {
+            let result = self.result_of(&key, window.start_ms, &window.acc);
+            closed.push(ClosedWindow { result, first_offset: window.first_offset });
+            let state = self.sensors.get_mut(&key.sensor);
+            if let Some(state) = state {
                 state.open_windows -= 1;
+                if timing.late_policy != LatePolicy::DeadLetter {
+                    state.retained_windows += 1;
+                }
             }
             closed_sensors.insert(key.sensor.clone());
-            closed.push(ClosedWindow {
-                result: WindowResult {
-                    kind: self.kind,
-                    sensor_id: key.sensor.to_string(),
-                    window: specs[key.spec].label.clone(),
-                    start_ms: window.start_ms,
-                    end_ms: key.end_ms,
-                    area,
-                    values: window.acc.finish(),
-                },
-                first_offset: window.first_offset,
-            });
+            if timing.late_policy != LatePolicy::DeadLetter {
+                self.retained.insert(key, RetainedWindow { start_ms: window.start_ms, acc: window.acc });
+            }
+        }
+        let update_horizon = timing.update_horizon_ms();
+        while let Some(entry) = self.retained.first_entry() {
+            if entry.key().end_ms + timing.allowed_lateness_ms + update_horizon > watermark {
+                break;
+            }
+            let (key, _) = entry.remove_entry();
+            if let Some(state) = self.sensors.get_mut(&key.sensor) {
+                state.retained_windows -= 1;
+            }
+            closed_sensors.insert(key.sensor);
         }
         // Forget what only closed windows needed: timestamps whose every window has closed
-        // are late if sent again, and a sensor with nothing open is no longer tracked.
+        // (and can no longer be updated) are late if sent again, and a sensor with nothing
+        // open or retained is no longer tracked.
         let min_size = specs.iter().map(|s| s.size_ms).min().unwrap_or(0);
-        let horizon = watermark.saturating_sub(timing.allowed_lateness_ms).saturating_sub(min_size);
+        let horizon = watermark.saturating_sub(timing.allowed_lateness_ms).saturating_sub(update_horizon).saturating_sub(min_size);
         for sensor in closed_sensors {
             let Some(state) = self.sensors.get_mut(&sensor) else { continue };
-            if state.open_windows == 0 {
+            if state.open_windows == 0 && state.retained_windows == 0 {
                 self.sensors.remove(&sensor);
                 budget.tracked -= 1;
                 continue;
@@ -255,12 +329,12 @@ impl PartitionWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Observation, WindowValues};
+    use crate::model::Observation;
 
     const MINUTE: i64 = 60_000;
 
     fn timing() -> WindowTiming {
-        WindowTiming { out_of_orderness_ms: 30_000, allowed_lateness_ms: 2 * MINUTE, tz_offset_ms: 0 }
+        WindowTiming { out_of_orderness_ms: 30_000, allowed_lateness_ms: 2 * MINUTE, tz_offset_ms: 0, late_policy: LatePolicy::DeadLetter }
     }
 
     fn reading(sensor: &str, ts_ms: i64, value: f64, seq: Option<u64>) -> Reading {
@@ -316,7 +390,8 @@ mod tests {
         assert_eq!(h.closed.len(), 1);
         let w = &h.closed[0];
         assert_eq!((w.result.start_ms, w.result.end_ms, w.first_offset), (0, MINUTE, 0));
-        let WindowValues::Level { count, mean, first, last, min, max, .. } = w.result.values else { panic!() };
+        let v = w.result.values.level().unwrap();
+        let (count, mean, first, last, min, max) = (v.count, v.mean, v.first, v.last, v.min, v.max);
         assert_eq!((count, mean, first, last, min, max), (3, 2.0, 1.0, 3.0, 1.0, 3.0));
     }
 
@@ -341,6 +416,28 @@ mod tests {
         h.add(reading("a", 300_000, 1.0, None)).unwrap();
         assert_eq!(h.add(reading("a", 20_000, 1.0, None)), Err(Reason::Late), "its 1 h window is open but its 1 m is not");
         assert_eq!(h.windows.lowest_open_offset(), Some(0), "the 1 h window still holds offset 0");
+    }
+
+    #[test]
+    fn under_the_update_policy_a_late_record_corrects_and_re_emits_its_window() {
+        let timing = WindowTiming { late_policy: LatePolicy::Update { horizon_ms: 10 * MINUTE }, ..timing() };
+        let mut windows = PartitionWindows::new(Kind::Pm25, minute().into(), timing, 0);
+        let mut budget = SensorBudget { tracked: 0, cap: 10 };
+        let mut closed = Vec::new();
+        windows.add(reading("a", 10_000, 1.0, None), 0, &mut budget, 0, &mut closed).unwrap();
+        windows.add(reading("a", 300_000, 5.0, None), 1, &mut budget, 0, &mut closed).unwrap();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].result.values.count(), 1);
+        // Late for [0, 60 s) but within the 10 min horizon: the window is emitted again.
+        windows.add(reading("a", 20_000, 3.0, None), 2, &mut budget, 0, &mut closed).unwrap();
+        assert_eq!(closed.len(), 2);
+        let corrected = &closed[1];
+        assert_eq!((corrected.result.start_ms, corrected.result.end_ms, corrected.first_offset), (0, MINUTE, 2));
+        assert_eq!(corrected.result.values.level().unwrap().mean, 2.0);
+        assert_eq!(windows.add(reading("a", 20_000, 3.0, None), 3, &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Duplicate);
+        // Past end + lateness + horizon (13 min), the window is gone: late.
+        windows.add(reading("a", 14 * MINUTE, 5.0, None), 4, &mut budget, 0, &mut closed).unwrap();
+        assert_eq!(windows.add(reading("a", 30_000, 3.0, None), 5, &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Late);
     }
 
     #[test]
