@@ -90,12 +90,8 @@ pub fn encode_window(result: &WindowResult, out: &mut String) {
             }
         }
         Some(DomainValues::Dust { dust_grade }) => fields.string("dust_grade", dust_grade),
-        Some(DomainValues::Charging { utilisation }) => {
-            if let Some(u) = utilisation {
-                fields.float("utilisation", *u);
-            }
-        }
-        None => {}
+        Some(DomainValues::Charging { utilisation: Some(u) }) => fields.float("utilisation", *u),
+        Some(DomainValues::Charging { utilisation: None }) | None => {}
     }
     let _ = writeln!(out, " {}", result.end_ms);
 }
