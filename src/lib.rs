@@ -13,6 +13,7 @@
 //! - [`window`] — event time: window specs, watermarks, per-partition open windows.
 //! - [`domain`] — HJ 633 / EPA AQI, NowCast, flood signals, pile availability, dust grades.
 //! - [`aggregate`] — per-window accumulators (level statistics, pile status counts).
+//! - [`rollup`] — the area stage: grid → street → district roll-ups from the aggregates topic.
 //! - [`pipeline`] — the synchronous core, the async shell, safe offset commits.
 //! - [`sink`] — InfluxDB line protocol and writer, in-memory store, dead-letter producer.
 //! - [`api`] — HTTP routes.
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
+pub mod rollup;
 pub mod sim;
 pub mod sink;
 pub mod source;

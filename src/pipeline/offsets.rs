@@ -7,6 +7,7 @@
 //! record below it has had every effect acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 use super::core::SourcePartition;
 
@@ -18,29 +19,37 @@ struct PartitionOffsets {
     committed: Option<i64>,
 }
 
-#[derive(Debug, Default)]
-pub struct OffsetTracker {
-    partitions: HashMap<SourcePartition, PartitionOffsets>,
+/// Offsets per input partition; `P` names a partition (`SourcePartition` for the input
+/// feeds, a plain partition number for the aggregates topic of the area stage).
+#[derive(Debug)]
+pub struct OffsetTracker<P = SourcePartition> {
+    partitions: HashMap<P, PartitionOffsets>,
 }
 
-impl OffsetTracker {
+impl<P> Default for OffsetTracker<P> {
+    fn default() -> Self {
+        OffsetTracker { partitions: HashMap::new() }
+    }
+}
+
+impl<P: Copy + Eq + Hash + Ord> OffsetTracker<P> {
     pub fn new() -> Self {
         OffsetTracker::default()
     }
 
     /// Records that `offset` was consumed (its fate decided, effects maybe pending).
-    pub fn consumed(&mut self, source: SourcePartition, offset: i64) {
+    pub fn consumed(&mut self, source: P, offset: i64) {
         let p = self.partitions.entry(source).or_default();
         p.next = p.next.max(offset + 1);
     }
 
     /// Holds `offset` until `release` is called for it.
-    pub fn hold(&mut self, source: SourcePartition, offset: i64) {
+    pub fn hold(&mut self, source: P, offset: i64) {
         *self.partitions.entry(source).or_default().held.entry(offset).or_default() += 1;
     }
 
     /// Releases one hold; unknown holds (a partition dropped meanwhile) are ignored.
-    pub fn release(&mut self, source: SourcePartition, offset: i64) {
+    pub fn release(&mut self, source: P, offset: i64) {
         let Some(p) = self.partitions.get_mut(&source) else { return };
         if let Some(count) = p.held.get_mut(&offset) {
             *count -= 1;
@@ -52,8 +61,8 @@ impl OffsetTracker {
 
     /// Offsets to commit now: per partition, the lowest unfinished offset (`open_floor` is
     /// the window stage's lowest open offset), when it moved past the last commit.
-    pub fn commit_candidates(&self, open_floor: impl Fn(SourcePartition) -> Option<i64>) -> Vec<(SourcePartition, i64)> {
-        let mut out: Vec<(SourcePartition, i64)> = self
+    pub fn commit_candidates(&self, open_floor: impl Fn(P) -> Option<i64>) -> Vec<(P, i64)> {
+        let mut out: Vec<(P, i64)> = self
             .partitions
             .iter()
             .filter_map(|(source, p)| {
@@ -65,7 +74,7 @@ impl OffsetTracker {
         out
     }
 
-    pub fn mark_committed(&mut self, source: SourcePartition, offset: i64) {
+    pub fn mark_committed(&mut self, source: P, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&source) {
             p.committed = Some(p.committed.map_or(offset, |c| c.max(offset)));
         }
@@ -76,7 +85,7 @@ impl OffsetTracker {
         self.partitions.values().map(|p| p.held.values().sum::<usize>()).sum()
     }
 
-    pub fn drop_partition(&mut self, source: SourcePartition) {
+    pub fn drop_partition(&mut self, source: P) {
         self.partitions.remove(&source);
     }
 }
@@ -90,7 +99,7 @@ mod tests {
 
     #[test]
     fn commits_stop_below_the_lowest_unfinished_offset() {
-        let mut t = OffsetTracker::new();
+        let mut t: OffsetTracker = OffsetTracker::new();
         for offset in 0..10 {
             t.consumed(P0, offset);
         }

@@ -1,0 +1,286 @@
+//! The state of one aggregates partition: sensor windows waiting for their area window to
+//! be complete, the watermark of every source, and the roll-up itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::catalog::AreaCatalog;
+use super::message::{AggregateMessage, AreaLevel, AreaResult, SensorWindow};
+use crate::domain::dust;
+use crate::model::{Kind, PileStatus};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AreaSettings {
+    pub allowed_lateness_ms: i64,
+    /// How long emitted area windows accept corrections (the late-update horizon).
+    pub update_horizon_ms: i64,
+    /// Input partitions per kind: an area window waits for a marker from each.
+    pub sources_per_kind: [usize; 4],
+}
+
+/// Area results to write, holding `hold_offset` of the aggregates partition until acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AreaEmit {
+    pub results: Vec<AreaResult>,
+    pub hold_offset: i64,
+}
+
+type BucketKey = (Kind, String, i64);
+
+#[derive(Debug)]
+struct Bucket {
+    start_ms: i64,
+    first_offset: i64,
+    sensors: BTreeMap<String, SensorWindow>,
+    emitted: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct AreaPartition {
+    watermarks: [BTreeMap<String, i64>; 4],
+    buckets: BTreeMap<BucketKey, Bucket>,
+    /// Sensor windows that arrived for an area window already emitted and forgotten
+    /// (replays from stage 1 after a rebalance; their values are already in the result).
+    pub dropped_after_close: u64,
+}
+
+impl AreaPartition {
+    /// Every source watermark seen, for the commit metadata.
+    pub fn source_watermarks(&self) -> Vec<(Kind, String, i64)> {
+        Kind::ALL.iter().flat_map(|k| self.watermarks[k.index()].iter().map(move |(s, w)| (*k, s.clone(), *w))).collect()
+    }
+
+    /// Restores source watermarks from a commit, so windows closed before it stay closed.
+    pub fn restore_watermark(&mut self, kind: Kind, source: String, watermark_ms: i64) {
+        let entry = self.watermarks[kind.index()].entry(source).or_insert(watermark_ms);
+        *entry = (*entry).max(watermark_ms);
+    }
+
+    /// The watermark through which every source of `kind` has published, once all have.
+    fn closed_through(&self, kind: Kind, settings: &AreaSettings) -> Option<i64> {
+        let marks = &self.watermarks[kind.index()];
+        (marks.len() >= settings.sources_per_kind[kind.index()].max(1)).then(|| marks.values().copied().min()).flatten()
+    }
+
+    /// The lowest offset still needed to rebuild an area window not yet emitted.
+    pub fn lowest_pending_offset(&self) -> Option<i64> {
+        self.buckets.values().filter(|b| !b.emitted).map(|b| b.first_offset).min()
+    }
+
+    pub fn pending_windows(&self) -> usize {
+        self.buckets.values().filter(|b| !b.emitted).count()
+    }
+
+    pub fn on_message(&mut self, message: AggregateMessage, offset: i64, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
+        match message {
+            AggregateMessage::Window { window, .. } => {
+                let key = (window.kind, window.window.clone(), window.end_ms);
+                let closed = self.closed_through(window.kind, settings).is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
+                match self.buckets.get_mut(&key) {
+                    Some(bucket) => {
+                        bucket.sensors.insert(window.sensor_id.clone(), window);
+                        if bucket.emitted {
+                            // A correction (late policy `update`): emit the area window again.
+                            out.push(AreaEmit { results: roll_up(&key, bucket, catalog), hold_offset: offset });
+                        }
+                    }
+                    None if closed => self.dropped_after_close += 1,
+                    None => {
+                        let mut sensors = BTreeMap::new();
+                        let start_ms = window.start_ms;
+                        sensors.insert(window.sensor_id.clone(), window);
+                        self.buckets.insert(key, Bucket { start_ms, first_offset: offset, sensors, emitted: false });
+                    }
+                }
+            }
+            AggregateMessage::Watermark { source, kind, watermark_ms } => {
+                self.restore_watermark(kind, source, watermark_ms);
+                self.close_ready(kind, settings, catalog, out);
+            }
+        }
+    }
+
+    fn close_ready(&mut self, kind: Kind, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
+        let Some(watermark) = self.closed_through(kind, settings) else { return };
+        let mut expired = Vec::new();
+        for (key, bucket) in self.buckets.iter_mut().filter(|(k, _)| k.0 == kind) {
+            if key.2 + settings.allowed_lateness_ms > watermark {
+                continue;
+            }
+            if !bucket.emitted {
+                bucket.emitted = true;
+                out.push(AreaEmit { results: roll_up(key, bucket, catalog), hold_offset: bucket.first_offset });
+            }
+            if key.2 + settings.allowed_lateness_ms + settings.update_horizon_ms <= watermark {
+                expired.push(key.clone());
+            }
+        }
+        for key in expired {
+            self.buckets.remove(&key);
+        }
+    }
+}
+
+/// Grid, street and district results of one area window.
+fn roll_up(key: &BucketKey, bucket: &Bucket, catalog: &AreaCatalog) -> Vec<AreaResult> {
+    let (kind, window, end_ms) = (key.0, &key.1, key.2);
+    let district_means: HashMap<&str, f64> = {
+        let mut sums: HashMap<&str, (f64, u32)> = HashMap::new();
+        for s in bucket.sensors.values() {
+            if let Some(mean) = s.mean {
+                let e = sums.entry(s.district.as_str()).or_default();
+                e.0 += mean;
+                e.1 += 1;
+            }
+        }
+        sums.into_iter().map(|(d, (sum, n))| (d, sum / n as f64)).collect()
+    };
+    let mut out = Vec::new();
+    for level in AreaLevel::ALL {
+        let mut groups: BTreeMap<(&str, &str), Vec<&SensorWindow>> = BTreeMap::new();
+        for s in bucket.sensors.values() {
+            let area = match level {
+                AreaLevel::Grid => &s.grid,
+                AreaLevel::Street => &s.street,
+                AreaLevel::District => &s.district,
+            };
+            if !area.is_empty() {
+                groups.entry((area.as_str(), s.district.as_str())).or_default().push(s);
+            }
+        }
+        for ((area, district), sensors) in groups {
+            let means: Vec<f64> = sensors.iter().filter_map(|s| s.mean).collect();
+            let reporting = sensors.len() as u32;
+            let share = |status: PileStatus| {
+                let n = sensors.iter().filter(|s| s.last_status.as_deref() == Some(status.as_str())).count();
+                n as f64 / reporting as f64
+            };
+            let utilisations: Vec<f64> = sensors.iter().filter_map(|s| s.utilisation).collect();
+            let charging = kind == Kind::Charging;
+            out.push(AreaResult {
+                kind,
+                window: window.clone(),
+                start_ms: bucket.start_ms,
+                end_ms,
+                level,
+                area: area.to_owned(),
+                district: district.to_owned(),
+                mean: (!means.is_empty()).then(|| means.iter().sum::<f64>() / means.len() as f64),
+                max: means.iter().copied().reduce(f64::max),
+                sensors_reporting: reporting,
+                sensors_silent: catalog.registered(kind, level, area).map(|n| n.saturating_sub(reporting)),
+                availability: charging.then(|| share(PileStatus::Available)),
+                fault_ratio: charging.then(|| share(PileStatus::Faulted)),
+                utilisation: (charging && !utilisations.is_empty()).then(|| utilisations.iter().sum::<f64>() / utilisations.len() as f64),
+                hotspots: (kind == Kind::Dust).then(|| {
+                    sensors
+                        .iter()
+                        .filter(|s| match (s.mean, district_means.get(s.district.as_str())) {
+                            (Some(mean), Some(d)) => dust::is_hotspot(mean, *d),
+                            _ => false,
+                        })
+                        .count() as u32
+                }),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Registry, SensorInfo};
+
+    const END: i64 = 3_600_000;
+
+    fn settings() -> AreaSettings {
+        AreaSettings { allowed_lateness_ms: 120_000, update_horizon_ms: 0, sources_per_kind: [2, 1, 1, 1] }
+    }
+
+    fn window(sensor: &str, grid: &str, street: &str, mean: f64) -> AggregateMessage {
+        AggregateMessage::Window {
+            source: "city.pm25/0".into(),
+            window: SensorWindow {
+                kind: Kind::Pm25,
+                sensor_id: sensor.into(),
+                window: "1h".into(),
+                start_ms: 0,
+                end_ms: END,
+                grid: grid.into(),
+                street: street.into(),
+                district: "hd".into(),
+                mean: Some(mean),
+                max: Some(mean + 1.0),
+                last_status: None,
+                utilisation: None,
+            },
+        }
+    }
+
+    fn mark(source: &str, watermark_ms: i64) -> AggregateMessage {
+        AggregateMessage::Watermark { source: source.into(), kind: Kind::Pm25, watermark_ms }
+    }
+
+    fn catalog() -> AreaCatalog {
+        let sensor = |id: &str, grid: &str| SensorInfo {
+            id: id.into(),
+            kind: Some(Kind::Pm25),
+            grid: grid.into(),
+            street: "s1".into(),
+            district: "hd".into(),
+            ..Default::default()
+        };
+        AreaCatalog::from_registry(&Registry::from_entries([sensor("a", "g1"), sensor("b", "g1"), sensor("c", "g2"), sensor("d", "g2")]))
+    }
+
+    #[test]
+    fn an_area_window_waits_for_every_source_then_rolls_up_each_level() {
+        let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
+        p.on_message(window("a", "g1", "s1", 10.0), 0, &s, &c, &mut out);
+        p.on_message(window("b", "g1", "s1", 30.0), 1, &s, &c, &mut out);
+        p.on_message(window("c", "g2", "s1", 50.0), 2, &s, &c, &mut out);
+        p.on_message(mark("city.pm25/0", END + 200_000), 3, &s, &c, &mut out);
+        assert!(out.is_empty(), "the second source has not passed the window yet");
+        assert_eq!(p.lowest_pending_offset(), Some(0));
+        p.on_message(mark("city.pm25/1", END + 100_000), 4, &s, &c, &mut out);
+        assert!(out.is_empty(), "100 s past the end is within the 120 s lateness");
+        p.on_message(mark("city.pm25/1", END + 120_000), 5, &s, &c, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].hold_offset, 0);
+        let by = |level: AreaLevel, area: &str| out[0].results.iter().find(|r| r.level == level && r.area == area).unwrap().clone();
+        let g1 = by(AreaLevel::Grid, "g1");
+        assert_eq!((g1.mean, g1.max, g1.sensors_reporting, g1.sensors_silent), (Some(20.0), Some(30.0), 2, Some(0)));
+        let g2 = by(AreaLevel::Grid, "g2");
+        assert_eq!((g2.sensors_reporting, g2.sensors_silent), (1, Some(1)));
+        let street = by(AreaLevel::Street, "s1");
+        assert_eq!((street.mean, street.max, street.sensors_reporting, street.sensors_silent), (Some(30.0), Some(50.0), 3, Some(1)));
+        assert_eq!(by(AreaLevel::District, "hd").sensors_reporting, 3);
+        assert_eq!(p.lowest_pending_offset(), None);
+    }
+
+    #[test]
+    fn arrival_order_does_not_change_the_result() {
+        let messages = vec![window("a", "g1", "s1", 10.0), window("b", "g1", "s1", 30.0), window("c", "g2", "s1", 50.0), mark("city.pm25/1", END + 130_000)];
+        let run = |order: &[usize]| {
+            let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
+            for (offset, i) in order.iter().enumerate() {
+                p.on_message(messages[*i].clone(), offset as i64, &s, &c, &mut out);
+            }
+            p.on_message(mark("city.pm25/0", END + 130_000), 9, &s, &c, &mut out);
+            out.into_iter().flat_map(|e| e.results).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&[0, 1, 2, 3]), run(&[3, 2, 0, 1]));
+    }
+
+    #[test]
+    fn a_replayed_window_after_the_area_closed_is_dropped_not_re_emitted_partially() {
+        let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
+        p.on_message(window("a", "g1", "s1", 10.0), 0, &s, &c, &mut out);
+        p.on_message(mark("city.pm25/0", END + 130_000), 1, &s, &c, &mut out);
+        p.on_message(mark("city.pm25/1", END + 130_000), 2, &s, &c, &mut out);
+        assert_eq!(out.len(), 1);
+        p.on_message(window("a", "g1", "s1", 10.0), 3, &s, &c, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(p.dropped_after_close, 1);
+    }
+}

@@ -1,0 +1,117 @@
+//! What travels on the aggregates topic (JSON), and what the area stage produces.
+
+use crate::model::{DomainValues, Kind, WindowResult, WindowValues};
+
+/// The part of a per-sensor window result the area stage needs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SensorWindow {
+    pub kind: Kind,
+    pub sensor_id: String,
+    pub window: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub grid: String,
+    pub street: String,
+    pub district: String,
+    /// Levels: the window mean and maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Piles: the last reported status and the utilisation within the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilisation: Option<f64>,
+}
+
+impl From<&WindowResult> for SensorWindow {
+    fn from(r: &WindowResult) -> Self {
+        let (mean, max, last_status) = match &r.values {
+            WindowValues::Level(v) => (Some(v.mean), Some(v.max), None),
+            WindowValues::Pile(p) => (None, None, Some(p.last_status.clone())),
+        };
+        let utilisation = match r.domain {
+            Some(DomainValues::Charging { utilisation }) => utilisation,
+            _ => None,
+        };
+        SensorWindow {
+            kind: r.kind,
+            sensor_id: r.sensor_id.clone(),
+            window: r.window.clone(),
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+            grid: r.area.grid.clone(),
+            street: r.area.street.clone(),
+            district: r.area.district.clone(),
+            mean,
+            max,
+            last_status,
+            utilisation,
+        }
+    }
+}
+
+/// A record on the aggregates topic.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AggregateMessage {
+    /// One closed sensor window, from input partition `source` ("topic/partition").
+    Window { source: String, window: SensorWindow },
+    /// Every window of `source` with end + allowed lateness ≤ `watermark_ms` is published.
+    Watermark { source: String, kind: Kind, watermark_ms: i64 },
+}
+
+/// The level of the grid-management hierarchy an area result is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AreaLevel {
+    Grid,
+    Street,
+    District,
+}
+
+impl AreaLevel {
+    pub const ALL: [AreaLevel; 3] = [AreaLevel::Grid, AreaLevel::Street, AreaLevel::District];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AreaLevel::Grid => "grid",
+            AreaLevel::Street => "street",
+            AreaLevel::District => "district",
+        }
+    }
+}
+
+/// One area's roll-up of one window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AreaResult {
+    pub kind: Kind,
+    pub window: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub level: AreaLevel,
+    /// The grid, street or district id.
+    pub area: String,
+    pub district: String,
+    /// Mean and maximum of the sensor means (levels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    pub sensors_reporting: u32,
+    /// Registered sensors of this kind in the area that sent nothing in the window; unknown
+    /// without a registry entry for the area.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensors_silent: Option<u32>,
+    /// Piles: Available ÷ reporting, Faulted ÷ reporting, mean utilisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utilisation: Option<f64>,
+    /// Dust: roads at least twice their district's mean.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotspots: Option<u32>,
+}
