@@ -1,4 +1,4 @@
-//! The HTTP API (axum): `/healthz` and `/api/v1/series`. `app(state)` builds the router,
+//! The HTTP API (axum): `/healthz`, `/api/v1/series` and `/api/v1/areas`. `app(state)` builds the router,
 //! so tests call it without a socket; `serve` binds it with a shutdown future passed in.
 
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::Kind;
 use crate::pipeline::Shared;
+use crate::rollup::AreaLevel;
 use crate::sink::memory::SeriesQuery;
 
 /// Results returned when the query names no limit, and the most it may ask for.
@@ -21,7 +22,11 @@ const DEFAULT_LIMIT: usize = 500;
 const MAX_LIMIT: usize = 20_000;
 
 pub fn app(shared: Shared) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/api/v1/series", get(series)).with_state(Arc::new(shared))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/series", get(series))
+        .route("/api/v1/areas", get(areas))
+        .with_state(Arc::new(shared))
 }
 
 /// Serves the API on `listen` until `shutdown` is cancelled.
@@ -73,6 +78,35 @@ async fn series(
         limit: params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT),
     };
     let results = shared.store.query(&query);
+    Json(results.iter().map(|r| r.as_ref()).collect::<Vec<_>>()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct AreaParams {
+    kind: Option<String>,
+    window: Option<String>,
+    level: Option<String>,
+}
+
+/// The latest roll-up per area, each with its `level` (grid, street, district) and key.
+async fn areas(State(shared): State<Arc<Shared>>, params: Result<Query<AreaParams>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(err) => return bad_request(err.body_text()),
+    };
+    let kind = match params.kind.as_deref().map(|k| Kind::parse(k).ok_or(k)) {
+        None => None,
+        Some(Ok(kind)) => Some(kind),
+        Some(Err(k)) => return bad_request(format!("unknown kind {k:?}: use pm25, dust, water or charging")),
+    };
+    let level = match params.level.as_deref() {
+        None => None,
+        Some(l) => match AreaLevel::ALL.into_iter().find(|x| x.as_str() == l) {
+            Some(level) => Some(level),
+            None => return bad_request(format!("unknown level {l:?}: use grid, street or district")),
+        },
+    };
+    let results = shared.areas.query(kind, params.window.as_deref(), level);
     Json(results.iter().map(|r| r.as_ref()).collect::<Vec<_>>()).into_response()
 }
 

@@ -47,7 +47,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // The mock cluster must outlive every client; it lives on this task's stack.
     let cluster = MockCluster::new(1).context("cannot start the embedded Kafka (librdkafka mock cluster)")?;
     let defaults = Settings::defaults();
-    for topic in defaults.inputs.iter().map(|t| t.name.as_str()).chain([defaults.deadletter_topic.as_str()]) {
+    let rollup_topic = defaults.rollup.as_ref().map(|r| r.topic.as_str());
+    for topic in defaults.inputs.iter().map(|t| t.name.as_str()).chain([defaults.deadletter_topic.as_str()]).chain(rollup_topic) {
         cluster.create_topic(topic, PARTITIONS, 1).with_context(|| format!("cannot create topic {topic}"))?;
     }
     let brokers = cluster.bootstrap_servers();
@@ -75,7 +76,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     let shared = Shared::default();
     let listener = api::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("API: http://{}/healthz  http://{}/api/v1/series?kind=pm25&window=1m", args.listen, args.listen);
+    println!(
+        "API: http://{0}/healthz  http://{0}/api/v1/series?kind=pm25&window=1m  http://{0}/api/v1/areas?kind=pm25&level=district",
+        args.listen
+    );
     let server = tokio::spawn(api::serve(listener, shared.clone(), shutdown.clone()));
 
     let publisher = RecordPublisher::new(&brokers, RecordPublisher::default_topics())?;
@@ -95,7 +99,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 fn demo_settings(brokers: &str, listen: SocketAddr) -> anyhow::Result<Settings> {
     let text = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"citysense-demo\"\n[api]\nlisten = \"{listen}\"\n[pipeline]\nshutdown_timeout = \"5s\"\n"
+        "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"citysense-demo\"\n[api]\nlisten = \"{listen}\"\n[pipeline]\nshutdown_timeout = \"5s\"\n[rollup]\ngroup_id = \"citysense-demo-areas\"\n"
     );
     Ok(config::parse(&text, "demo settings", Vec::new())?)
 }

@@ -20,6 +20,24 @@ pub struct RawConfig {
     pub api: RawApi,
     pub pipeline: RawPipeline,
     pub domain: RawDomain,
+    pub rollup: RawRollup,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRollup {
+    /// Publish sensor windows to the aggregates topic and run the area stage.
+    pub enabled: bool,
+    /// Sensor windows keyed by district, and watermark markers, travel here.
+    pub topic: String,
+    /// Consumer group of the area stage (every instance uses the same).
+    pub group_id: String,
+}
+
+impl Default for RawRollup {
+    fn default() -> Self {
+        RawRollup { enabled: true, topic: "city.aggregates".into(), group_id: "citysense-areas".into() }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -82,6 +82,14 @@ pub struct Settings {
     pub commit_interval_ms: i64,
     pub shutdown_timeout_ms: i64,
     pub domain: DomainSettings,
+    /// The area stage, when enabled.
+    pub rollup: Option<RollupSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RollupSettings {
+    pub topic: String,
+    pub group_id: String,
 }
 
 /// Longest window accepted: a month. Longer windows belong in a query, not in stream state.
@@ -316,6 +324,14 @@ impl Settings {
             dust_watch_g_m2: d.dust_watch_g_m2,
             dust_alert_g_m2: d.dust_alert_g_m2,
         };
+        let r = &raw.rollup;
+        if r.enabled && (r.topic.trim().is_empty() || inputs.iter().any(|t| t.name == r.topic) || r.topic == raw.topics.deadletter) {
+            c.problem("rollup.topic", "must be a topic of its own");
+        }
+        if r.enabled && (r.group_id.trim().is_empty() || r.group_id == raw.kafka.group_id) {
+            c.problem("rollup.group_id", "must be set and differ from kafka.group_id");
+        }
+        let rollup = r.enabled.then(|| RollupSettings { topic: r.topic.clone(), group_id: r.group_id.clone() });
         let commit_interval_ms = c.duration("pipeline.commit_interval", &raw.pipeline.commit_interval, 10);
         let shutdown_timeout_ms = c.duration("pipeline.shutdown_timeout", &raw.pipeline.shutdown_timeout, 100);
 
@@ -345,6 +361,7 @@ impl Settings {
             commit_interval_ms,
             shutdown_timeout_ms,
             domain,
+            rollup,
         })
     }
 

@@ -118,6 +118,20 @@ impl Processor {
         }
     }
 
+    /// Starts tracking an assigned partition before its first record, so that when it stays
+    /// empty it still follows its peers' event time (and its watermark can be announced).
+    pub fn ensure_partition(&mut self, source: SourcePartition, now_wall_ms: i64) {
+        let (specs, timing) = (&self.specs[source.kind.index()], &self.settings.timing);
+        self.partitions.entry(source).or_insert_with(|| PartitionWindows::new(source.kind, specs.clone(), timing.clone(), now_wall_ms));
+    }
+
+    /// Every tracked partition and its watermark.
+    pub fn watermarks(&self) -> Vec<(SourcePartition, i64)> {
+        let mut out: Vec<(SourcePartition, i64)> = self.partitions.iter().map(|(s, w)| (*s, w.watermark())).collect();
+        out.sort();
+        out
+    }
+
     /// The lowest offset of `source` that still feeds an open window.
     pub fn lowest_open_offset(&self, source: SourcePartition) -> Option<i64> {
         self.partitions.get(&source).and_then(PartitionWindows::lowest_open_offset)

@@ -7,6 +7,7 @@
 //!  acknowledgements ─▶ offsets::OffsetTracker ─▶ commit
 //! ```
 
+pub mod areas;
 pub mod core;
 pub mod offsets;
 pub mod stats;
@@ -25,9 +26,12 @@ use self::offsets::OffsetTracker;
 use self::stats::PipelineStats;
 use crate::config::Settings;
 use crate::registry::Registry;
+use crate::rollup::SensorWindow;
+use crate::sink::aggregates::AggregatesSink;
 use crate::sink::deadletter::DeadLetterSink;
 use crate::sink::influx::InfluxWriter;
-use crate::sink::memory::MemoryStore;
+use crate::sink::line_protocol::encode_window;
+use crate::sink::memory::{AreaStore, MemoryStore};
 use crate::source::kafka::KafkaSource;
 
 /// Closed windows waiting for the sink before the consumer blocks (backpressure).
@@ -43,12 +47,17 @@ pub enum PipelineError {
     Consumer { brokers: String, source: rdkafka::error::KafkaError },
     #[error("cannot create the dead-letter producer for {brokers}: {source}")]
     Producer { brokers: String, source: rdkafka::error::KafkaError },
+    #[error("cannot publish to the aggregates topic {topic} (does it exist?): {source}")]
+    Aggregates { topic: String, source: rdkafka::error::KafkaError },
+    #[error("area stage: {0}")]
+    Areas(#[from] areas::AreaStageError),
 }
 
 /// What the running pipeline shares with the API and the terminal summary.
 #[derive(Clone, Default)]
 pub struct Shared {
     pub store: Arc<MemoryStore>,
+    pub areas: Arc<AreaStore>,
     pub stats: Arc<PipelineStats>,
 }
 
@@ -59,22 +68,66 @@ pub fn wall_ms() -> i64 {
 /// Runs the pipeline until `shutdown` is cancelled, then drains: flushes the sinks, waits
 /// for dead-letter acknowledgements and commits what is safe, within the shutdown timeout.
 pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, shutdown: CancellationToken) -> Result<(), PipelineError> {
+    let areas = match &settings.rollup {
+        Some(_) => Some(tokio::spawn(areas::run(settings.clone(), registry.clone(), shared.clone(), shutdown.clone()))),
+        None => None,
+    };
+    let result = run_sensor_stage(settings, registry, shared, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(areas) = areas {
+        match areas.await {
+            Ok(Err(err)) => return Err(err.into()),
+            Err(err) => tracing::error!(error = %err, "Area stage task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    result
+}
+
+/// Stage 1: input topics → validated readings → sensor windows → sinks (and the
+/// aggregates topic for the area stage).
+async fn run_sensor_stage(settings: Settings, registry: Arc<Registry>, shared: Shared, shutdown: CancellationToken) -> Result<(), PipelineError> {
     let source = KafkaSource::new(&settings.kafka, &settings.inputs)
         .map_err(|source| PipelineError::Consumer { brokers: settings.kafka.brokers.clone(), source })?;
     let offsets = Arc::new(Mutex::new(OffsetTracker::new()));
     let deadletters = DeadLetterSink::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.deadletter_topic, offsets.clone())
         .map_err(|source| PipelineError::Producer { brokers: settings.kafka.brokers.clone(), source })?;
     let mut processor = Processor::new(CoreSettings::from(&settings), registry);
+    let aggregates = match &settings.rollup {
+        Some(rollup) => Some(
+            AggregatesSink::new(&settings.kafka.brokers, &settings.kafka.properties, &rollup.topic, offsets.clone())
+                .map_err(|source| PipelineError::Aggregates { topic: rollup.topic.clone(), source })?,
+        ),
+        None => None,
+    };
+    let mut announced: std::collections::HashMap<SourcePartition, i64> = std::collections::HashMap::new();
 
     let (results_tx, results_rx) = mpsc::channel::<Emitted>(SINK_QUEUE);
     let give_up = CancellationToken::new();
     let sink = tokio::spawn(run_sink(
         results_rx,
         settings.influx.as_ref().map(InfluxWriter::new),
+        |e: &Emitted, out| encode_window(&e.window.result, out),
         settings.influx.as_ref().map_or(MEMORY_BATCH, |i| i.batch_size),
         Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),
-        shared.clone(),
-        offsets.clone(),
+        {
+            let (shared, offsets) = (shared.clone(), offsets.clone());
+            move |batch: Vec<Emitted>, to_influx| {
+                let count = batch.len() as u64;
+                {
+                    let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                    for e in &batch {
+                        offsets.release(e.source, e.window.first_offset);
+                    }
+                }
+                shared.store.insert_batch(batch.into_iter().map(|e| Arc::new(e.window.result)));
+                let stats = &shared.stats;
+                stats.windows_closed.fetch_add(count, Ordering::Relaxed);
+                stats.points_written.fetch_add(if to_influx { count } else { 0 }, Ordering::Relaxed);
+                stats.sink_batches.fetch_add(1, Ordering::Relaxed);
+                stats.last_write_ms.store(wall_ms(), Ordering::Relaxed);
+            }
+        },
         give_up.clone(),
     ));
 
@@ -97,9 +150,16 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
                 for revoked in source.take_revoked() {
                     processor.drop_partition(revoked);
                     offsets.lock().unwrap_or_else(|e| e.into_inner()).drop_partition(revoked);
+                    announced.remove(&revoked);
+                }
+                for assigned in source.take_assigned() {
+                    processor.ensure_partition(assigned, wall_ms());
                 }
                 processor.tick(wall_ms(), &mut emitted);
-                forward(&mut emitted, &results_tx, &offsets).await;
+                forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
+                if let Some(aggregates) = &aggregates {
+                    announce_watermarks(&processor, &source, aggregates, &mut announced);
+                }
                 shared.stats.tracked_sensors.store(processor.tracked_sensors() as u64, Ordering::Relaxed);
                 shared.stats.open_windows.store(processor.open_windows() as u64, Ordering::Relaxed);
                 if last_commit.elapsed() >= commit_every {
@@ -131,7 +191,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
                     }
                 }
                 offsets.lock().unwrap_or_else(|e| e.into_inner()).consumed(partition, message.offset());
-                forward(&mut emitted, &results_tx, &offsets).await;
+                forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
             }
         }
     }
@@ -147,13 +207,23 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
         let _ = sink.await;
     }
     deadletters.flush(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    if let Some(aggregates) = &aggregates {
+        aggregates.flush(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    }
     commit_safe_offsets(&source, &processor, &offsets, &shared.stats, CommitMode::Sync);
     tracing::info!(records = shared.stats.records_in(), dead_lettered = shared.stats.rejected(), "Pipeline stopped");
     Ok(())
 }
 
-/// Hands closed windows to the sink, holding their first input offsets until acknowledged.
-async fn forward(emitted: &mut Vec<Emitted>, results: &mpsc::Sender<Emitted>, offsets: &Mutex<OffsetTracker>) {
+/// Hands closed windows to the sink (and the aggregates topic), holding their first input
+/// offsets until each has acknowledged them.
+async fn forward(
+    emitted: &mut Vec<Emitted>,
+    results: &mpsc::Sender<Emitted>,
+    offsets: &Mutex<OffsetTracker>,
+    aggregates: Option<&AggregatesSink>,
+    source: &KafkaSource,
+) {
     if emitted.is_empty() {
         return;
     }
@@ -161,6 +231,15 @@ async fn forward(emitted: &mut Vec<Emitted>, results: &mpsc::Sender<Emitted>, of
         let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
         for e in emitted.iter() {
             offsets.hold(e.source, e.window.first_offset);
+            if aggregates.is_some() {
+                offsets.hold(e.source, e.window.first_offset);
+            }
+        }
+    }
+    if let Some(aggregates) = aggregates {
+        for e in emitted.iter() {
+            let name = format!("{}/{}", source.topic_name(e.source), e.source.partition);
+            aggregates.send_window(&name, SensorWindow::from(&e.window.result), (e.source, e.window.first_offset));
         }
     }
     for e in emitted.drain(..) {
@@ -168,6 +247,18 @@ async fn forward(emitted: &mut Vec<Emitted>, results: &mpsc::Sender<Emitted>, of
             tracing::error!("Sink task ended early; windows will be replayed after restart");
             return;
         }
+    }
+}
+
+/// Publishes a watermark marker for every partition whose watermark moved, after the
+/// windows it closed (SPEC §3: the area stage closes an area window once all have passed).
+fn announce_watermarks(processor: &Processor, source: &KafkaSource, aggregates: &AggregatesSink, announced: &mut std::collections::HashMap<SourcePartition, i64>) {
+    for (partition, watermark) in processor.watermarks() {
+        if watermark == i64::MIN || announced.get(&partition).is_some_and(|w| *w >= watermark) {
+            continue;
+        }
+        aggregates.send_watermark(&format!("{}/{}", source.topic_name(partition), partition.partition), partition.kind, watermark);
+        announced.insert(partition, watermark);
     }
 }
 
@@ -194,27 +285,28 @@ fn commit_safe_offsets(
     }
 }
 
-/// The sink task: batches closed windows, writes them to InfluxDB (when configured) and
-/// to the in-memory store, then releases their input offsets.
-async fn run_sink(
-    mut results: mpsc::Receiver<Emitted>,
+/// The sink task: batches items, writes them to InfluxDB (when configured) and then calls
+/// `acknowledged` with the batch (which stores them in memory and releases their offsets).
+/// A batch InfluxDB never acknowledges is not passed on: its offsets stay held.
+pub(crate) async fn run_sink<T: Send + 'static>(
+    mut items: mpsc::Receiver<T>,
     mut influx: Option<InfluxWriter>,
+    encode: fn(&T, &mut String),
     batch_size: usize,
     flush_every: Duration,
-    shared: Shared,
-    offsets: Arc<Mutex<OffsetTracker>>,
+    mut acknowledged: impl FnMut(Vec<T>, bool) + Send,
     give_up: CancellationToken,
 ) {
-    let mut batch: Vec<Emitted> = Vec::new();
+    let mut batch: Vec<T> = Vec::new();
     let mut tick = tokio::time::interval(flush_every);
     loop {
         let (flush_now, closed) = tokio::select! {
-            item = results.recv() => match item {
-                Some(emitted) => {
+            item = items.recv() => match item {
+                Some(item) => {
                     if let Some(writer) = influx.as_mut() {
-                        writer.push(&emitted.window.result);
+                        writer.push(&item, encode);
                     }
-                    batch.push(emitted);
+                    batch.push(item);
                     (batch.len() >= batch_size, false)
                 }
                 None => (true, true),
@@ -222,26 +314,14 @@ async fn run_sink(
             _ = tick.tick() => (true, false),
         };
         if flush_now && !batch.is_empty() {
-            let acknowledged = match influx.as_mut() {
+            let written = match influx.as_mut() {
                 Some(writer) => writer.flush(give_up.cancelled()).await,
                 None => true,
             };
-            if !acknowledged {
+            if !written {
                 return;
             }
-            let count = batch.len() as u64;
-            shared.store.insert_batch(batch.iter().map(|e| Arc::new(e.window.result.clone())));
-            {
-                let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
-                for e in &batch {
-                    offsets.release(e.source, e.window.first_offset);
-                }
-            }
-            batch.clear();
-            shared.stats.windows_closed.fetch_add(count, Ordering::Relaxed);
-            shared.stats.points_written.fetch_add(if influx.is_some() { count } else { 0 }, Ordering::Relaxed);
-            shared.stats.sink_batches.fetch_add(1, Ordering::Relaxed);
-            shared.stats.last_write_ms.store(wall_ms(), Ordering::Relaxed);
+            acknowledged(std::mem::take(&mut batch), influx.is_some());
         }
         if closed {
             return;

@@ -8,9 +8,7 @@ use std::time::Duration;
 use influxdb2::api::write::TimestampPrecision;
 use rand::Rng;
 
-use super::line_protocol::encode_window;
 use crate::config::InfluxSettings;
-use crate::model::WindowResult;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -34,8 +32,9 @@ impl InfluxWriter {
         }
     }
 
-    pub fn push(&mut self, result: &WindowResult) {
-        encode_window(result, &mut self.body);
+    /// Appends one point; `encode` writes its line (with the newline).
+    pub fn push<T>(&mut self, item: &T, encode: fn(&T, &mut String)) {
+        encode(item, &mut self.body);
         self.lines += 1;
     }
 

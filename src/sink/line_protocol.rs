@@ -7,6 +7,47 @@
 use std::fmt::Write;
 
 use crate::model::{DomainValues, WindowResult, WindowValues};
+use crate::rollup::AreaResult;
+
+/// Appends one `area` point: tags `area`, `district`, `kind`, `level`, `window`; the
+/// roll-up as fields; the window end as timestamp.
+pub fn encode_area(result: &AreaResult, out: &mut String) {
+    out.push_str("area");
+    for (key, value) in [
+        ("area", result.area.as_str()),
+        ("district", result.district.as_str()),
+        ("kind", result.kind.as_str()),
+        ("level", result.level.as_str()),
+        ("window", result.window.as_str()),
+    ] {
+        if !value.is_empty() {
+            out.push(',');
+            out.push_str(key);
+            out.push('=');
+            escape_tag(value, out);
+        }
+    }
+    let mut fields = Fields { out, first: true };
+    fields.int("sensors_reporting", result.sensors_reporting as i64);
+    if let Some(silent) = result.sensors_silent {
+        fields.int("sensors_silent", silent as i64);
+    }
+    for (name, value) in [
+        ("mean", result.mean),
+        ("max", result.max),
+        ("availability", result.availability),
+        ("fault_ratio", result.fault_ratio),
+        ("utilisation", result.utilisation),
+    ] {
+        if let Some(v) = value {
+            fields.float(name, v);
+        }
+    }
+    if let Some(hotspots) = result.hotspots {
+        fields.int("hotspots", hotspots as i64);
+    }
+    let _ = writeln!(out, " {}", result.end_ms);
+}
 
 /// Appends one line (with trailing newline) for `result` to `out`.
 pub fn encode_window(result: &WindowResult, out: &mut String) {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use crate::model::{Kind, LevelValues, WindowResult, WindowValues};
+use crate::rollup::{AreaLevel, AreaResult};
 
 /// Results kept per (kind, window label) before the oldest are dropped from memory.
 pub const DEFAULT_RESULTS_PER_SERIES: usize = 20_000;
@@ -98,6 +99,45 @@ impl MemoryStore {
 
     pub fn len(&self) -> usize {
         self.series.read().unwrap_or_else(|e| e.into_inner()).values().map(VecDeque::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The latest roll-up per (kind, window, level, area): what `/api/v1/areas` serves.
+#[derive(Debug, Default)]
+pub struct AreaStore {
+    latest: RwLock<BTreeMap<(Kind, String, AreaLevel, String), Arc<AreaResult>>>,
+}
+
+impl AreaStore {
+    /// Keeps each area's newest window (a correction of the same window replaces it).
+    pub fn insert_batch(&self, results: impl IntoIterator<Item = AreaResult>) {
+        let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+        for result in results {
+            let key = (result.kind, result.window.clone(), result.level, result.area.clone());
+            match latest.get(&key) {
+                Some(existing) if existing.end_ms > result.end_ms => {}
+                _ => {
+                    latest.insert(key, Arc::new(result));
+                }
+            }
+        }
+    }
+
+    pub fn query(&self, kind: Option<Kind>, window: Option<&str>, level: Option<AreaLevel>) -> Vec<Arc<AreaResult>> {
+        let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
+        latest
+            .iter()
+            .filter(|((k, w, l, _), _)| kind.is_none_or(|x| x == *k) && window.is_none_or(|x| x == w) && level.is_none_or(|x| x == *l))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.latest.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {

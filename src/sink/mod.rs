@@ -3,6 +3,7 @@
 //! `deadletter` produces rejected records with their reason headers. Only this module
 //! knows the line protocol and the HTTP clients.
 
+pub mod aggregates;
 pub mod deadletter;
 pub mod influx;
 pub mod line_protocol;

@@ -17,6 +17,7 @@ use crate::pipeline::core::SourcePartition;
 #[derive(Default)]
 pub struct RebalanceLog {
     revoked: Mutex<Vec<(String, i32)>>,
+    assigned: Mutex<Vec<(String, i32)>>,
 }
 
 impl ClientContext for RebalanceLog {}
@@ -31,7 +32,13 @@ impl ConsumerContext for RebalanceLog {
                 }
                 tracing::info!(partitions = list.count(), "Partitions revoked");
             }
-            Rebalance::Assign(list) => tracing::info!(partitions = list.count(), "Partitions assigned"),
+            Rebalance::Assign(list) => {
+                let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+                for elem in list.elements() {
+                    assigned.push((elem.topic().to_owned(), elem.partition()));
+                }
+                tracing::info!(partitions = list.count(), "Partitions assigned");
+            }
             Rebalance::Error(err) => tracing::warn!(error = %err, "Rebalance error"),
         }
     }
@@ -83,6 +90,15 @@ impl KafkaSource {
     pub fn take_revoked(&self) -> Vec<SourcePartition> {
         let mut revoked = self.consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner());
         revoked
+            .drain(..)
+            .filter_map(|(topic, partition)| self.topics.get(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
+            .collect()
+    }
+
+    /// Partitions assigned since the last call.
+    pub fn take_assigned(&self) -> Vec<SourcePartition> {
+        let mut assigned = self.consumer.context().assigned.lock().unwrap_or_else(|e| e.into_inner());
+        assigned
             .drain(..)
             .filter_map(|(topic, partition)| self.topics.get(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
             .collect()

@@ -1,3 +1,5 @@
-//! Input: the only module that owns a Kafka consumer.
+//! Input: the only module that owns Kafka consumers (`kafka` for the feeds, `aggregates` for
+//! the area stage).
 
+pub mod aggregates;
 pub mod kafka;

@@ -1,0 +1,114 @@
+//! Stage 1's producer to the aggregates topic: each closed sensor window keyed by district
+//! (so one partition holds every grid and street of a district), and watermark markers to
+//! every partition. One producer, one in-flight request per connection: a marker never
+//! overtakes the windows published before it. A window's input offset stays held until
+//! the broker has it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use crate::model::Kind;
+use crate::pipeline::core::SourcePartition;
+use crate::pipeline::offsets::OffsetTracker;
+use crate::rollup::{AggregateMessage, SensorWindow};
+
+pub struct AggregateAcks {
+    offsets: Arc<Mutex<OffsetTracker>>,
+    failed: AtomicU64,
+}
+
+impl ClientContext for AggregateAcks {}
+
+impl ProducerContext for AggregateAcks {
+    type DeliveryOpaque = Box<Option<(SourcePartition, i64)>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, held: Self::DeliveryOpaque) {
+        match (result, *held) {
+            (Ok(_), Some((source, offset))) => self.offsets.lock().unwrap_or_else(|e| e.into_inner()).release(source, offset),
+            (Ok(_), None) => {}
+            (Err((err, _)), _) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %err, "Aggregate not delivered; its input offset stays held");
+            }
+        }
+    }
+}
+
+pub struct AggregatesSink {
+    producer: ThreadedProducer<AggregateAcks>,
+    topic: String,
+    partitions: i32,
+}
+
+impl AggregatesSink {
+    pub fn new(brokers: &str, extra: &[(String, String)], topic: &str, offsets: Arc<Mutex<OffsetTracker>>) -> Result<Self, KafkaError> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers).set("linger.ms", "5").set("max.in.flight.requests.per.connection", "1");
+        for (key, value) in extra.iter().filter(|(k, _)| k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")) {
+            config.set(key, value);
+        }
+        let producer: ThreadedProducer<AggregateAcks> = config.create_with_context(AggregateAcks { offsets, failed: AtomicU64::new(0) })?;
+        let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        if partitions == 0 {
+            return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+        }
+        Ok(AggregatesSink { producer, topic: topic.to_owned(), partitions })
+    }
+
+    /// Publishes a closed window of `source` (whose offset `hold` is already held).
+    pub fn send_window(&self, source_name: &str, window: SensorWindow, hold: (SourcePartition, i64)) {
+        let key = if window.district.is_empty() { window.sensor_id.clone() } else { window.district.clone() };
+        let message = AggregateMessage::Window { source: source_name.to_owned(), window };
+        self.send(&key, None, &message, Some(hold));
+    }
+
+    /// Tells every aggregates partition how far `source` has published.
+    pub fn send_watermark(&self, source_name: &str, kind: Kind, watermark_ms: i64) {
+        let message = AggregateMessage::Watermark { source: source_name.to_owned(), kind, watermark_ms };
+        for partition in 0..self.partitions {
+            self.send(source_name, Some(partition), &message, None);
+        }
+    }
+
+    fn send(&self, key: &str, partition: Option<i32>, message: &AggregateMessage, hold: Option<(SourcePartition, i64)>) {
+        let payload = match serde_json::to_vec(message) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(error = %err, "Cannot encode an aggregate");
+                return;
+            }
+        };
+        let mut record: BaseRecord<'_, str, [u8], Box<Option<(SourcePartition, i64)>>> =
+            BaseRecord::with_opaque_to(&self.topic, Box::new(hold)).key(key).payload(&payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((err, _)) => {
+                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %err, "Aggregate could not be queued; its input offset stays held");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(err) = self.producer.flush(timeout) {
+            tracing::warn!(error = %err, "Aggregates flush did not finish");
+        }
+    }
+}
