@@ -119,6 +119,34 @@ fn reference(produced: &[Produced], topics: &HashMap<Kind, String>) -> Expected 
 
 /// VictoriaMetrics keeps about 12 significant digits of a float, so values read back are
 /// compared with a relative tolerance.
+/// Area key → (sensors reporting, mean of sensor means, max of sensor means), computed
+/// from the reference windows by grouping on each sensor's grid, street and district.
+type AreaKey = (Kind, String, i64, &'static str, String);
+
+fn area_reference(
+    windows: &BTreeMap<(Kind, String, String, i64), RefWindow>,
+    sensor_areas: &HashMap<String, (String, String, String)>,
+) -> BTreeMap<AreaKey, (u32, Option<f64>, Option<f64>)> {
+    let mut groups: BTreeMap<AreaKey, Vec<f64>> = BTreeMap::new();
+    for ((kind, sensor, window, end), w) in windows {
+        // The clock sensors have no area and take part in no roll-up.
+        let Some(area) = sensor_areas.get(sensor) else { continue };
+        let mean = w.values.iter().sum::<f64>() / w.values.len() as f64;
+        for (level, key) in [("grid", area.0.clone()), ("street", area.1.clone()), ("district", area.2.clone())] {
+            groups.entry((*kind, window.clone(), *end, level, key)).or_default().push(mean);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(key, means)| {
+            let level_kind = key.0 != Kind::Charging;
+            let mean = level_kind.then(|| means.iter().sum::<f64>() / means.len() as f64);
+            let max = level_kind.then(|| means.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+            (key, (means.len() as u32, mean, max))
+        })
+        .collect()
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
@@ -130,19 +158,26 @@ async fn windows_in_influx_match_a_naive_reference_and_bad_records_are_dead_lett
     let run = common::unique("it");
     let topics: HashMap<Kind, String> = Kind::ALL.iter().map(|k| (*k, format!("{run}.{k}"))).collect();
     let deadletter = format!("{run}.deadletter");
+    let aggregates = format!("{run}.aggregates");
     let mut names: Vec<&str> = topics.values().map(String::as_str).collect();
     names.sort();
     common::create_topics(&brokers, &names, PARTITIONS).await;
     common::create_topics(&brokers, &[deadletter.as_str()], 1).await;
+    common::create_topics(&brokers, &[aggregates.as_str()], PARTITIONS).await;
 
     // ~40 sensors of all four feeds, 10 s apart, 20 minutes of data two hours ago.
     let mut city = City::generate(40);
     for sensor in &mut city.sensors {
         sensor.id = format!("{run}-{}", sensor.id);
+        sensor.area.grid = format!("{run}-{}", sensor.area.grid);
+        sensor.area.street = format!("{run}-{}", sensor.area.street);
+        sensor.area.district = format!("{run}-{}", sensor.area.district);
     }
     let start = (wall_ms() - 2 * 3_600_000) / MINUTE * MINUTE;
     let faults =
         FaultRates { malformed: 0.01, unknown_unit: 0.01, out_of_range: 0.01, non_finite: 0.01, duplicate: 0.01, late: 0.01, future: 0.01 };
+    let sensor_areas: HashMap<String, (String, String, String)> =
+        city.sensors.iter().map(|s| (s.id.clone(), (s.area.grid.clone(), s.area.street.clone(), s.area.district.clone()))).collect();
     let mut generator = Generator::new(city, 7, start, SimFormat::Mixed, faults);
     generator.set_interval(10_000);
     let mut records = Vec::new();
@@ -217,6 +252,9 @@ batch_size = 500
 flush_interval = "200ms"
 [pipeline]
 commit_interval = "200ms"
+[rollup]
+topic = "{aggregates}"
+group_id = "{group}-areas"
 "#,
         topics[&Kind::Pm25],
         topics[&Kind::Dust],
@@ -245,6 +283,18 @@ commit_interval = "200ms"
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(points, expected.windows.len(), "window points in VictoriaMetrics");
+    // And every area roll-up.
+    let expected_areas = area_reference(&expected.windows, &sensor_areas);
+    let area_selector = format!(r#"{{__name__="area_sensors_reporting",district=~"{run}-.*"}}"#);
+    let mut area_points = 0;
+    while std::time::Instant::now() < deadline {
+        area_points = common::export(&influx, &area_selector).await.iter().map(|s| s.points.len()).sum::<usize>();
+        if area_points >= expected_areas.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(area_points, expected_areas.len(), "area points in VictoriaMetrics");
     let dead_letters = common::read_dead_letters(&brokers, &deadletter, expected.dead_letters.len(), Duration::from_secs(60));
 
     // Let the last commits land, then stop.
@@ -286,6 +336,33 @@ commit_interval = "200ms"
         checked += 1;
     }
     assert!(checked > 500, "{checked} windows checked");
+
+    // Area roll-ups: mean and max of the sensor means, sensors reporting, per grid, street
+    // and district, against the same reference windows.
+    let areas = common::export(&influx, &format!(r#"{{__name__=~"area_.*",district=~"{run}-.*"}}"#)).await;
+    let mut actual_areas: HashMap<(String, String, String, String, String, i64), f64> = HashMap::new();
+    for series in &areas {
+        let l = |k: &str| series.labels.get(k).cloned().unwrap_or_default();
+        for (ts, value) in &series.points {
+            let key = (l("__name__"), l("kind"), l("window"), l("level"), l("area"), *ts);
+            if let Some(previous) = actual_areas.insert(key.clone(), *value) {
+                assert_eq!(previous, *value, "an area point written twice with different values: {key:?}");
+            }
+        }
+    }
+    for ((kind, window, end, level, area), (reporting, mean, max)) in &expected_areas {
+        let get = |field: &str| {
+            actual_areas
+                .get(&(format!("area_{field}"), kind.to_string(), window.clone(), level.to_string(), area.clone(), *end))
+                .copied()
+                .unwrap_or_else(|| panic!("area_{field} missing for {kind} {window} {level} {area} ending {end}"))
+        };
+        assert_eq!(get("sensors_reporting"), *reporting as f64, "{kind} {window} {level} {area} ending {end}");
+        if let (Some(mean), Some(max)) = (mean, max) {
+            assert!(close(get("mean"), *mean), "area mean {kind} {window} {level} {area} ending {end}: {} vs {mean}", get("mean"));
+            assert!(close(get("max"), *max), "area max {kind} {window} {level} {area}");
+        }
+    }
 
     // The dead-letter topic holds exactly the bad records, byte for byte, with their reasons.
     let mut actual_dead: BTreeMap<String, String> = BTreeMap::new();

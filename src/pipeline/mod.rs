@@ -86,7 +86,12 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
 
 /// Stage 1: input topics → validated readings → sensor windows → sinks (and the
 /// aggregates topic for the area stage).
-async fn run_sensor_stage(settings: Settings, registry: Arc<Registry>, shared: Shared, shutdown: CancellationToken) -> Result<(), PipelineError> {
+async fn run_sensor_stage(
+    settings: Settings,
+    registry: Arc<Registry>,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
     let source = KafkaSource::new(&settings.kafka, &settings.inputs)
         .map_err(|source| PipelineError::Consumer { brokers: settings.kafka.brokers.clone(), source })?;
     let offsets = Arc::new(Mutex::new(OffsetTracker::new()));
@@ -252,7 +257,12 @@ async fn forward(
 
 /// Publishes a watermark marker for every partition whose watermark moved, after the
 /// windows it closed (SPEC §3: the area stage closes an area window once all have passed).
-fn announce_watermarks(processor: &Processor, source: &KafkaSource, aggregates: &AggregatesSink, announced: &mut std::collections::HashMap<SourcePartition, i64>) {
+fn announce_watermarks(
+    processor: &Processor,
+    source: &KafkaSource,
+    aggregates: &AggregatesSink,
+    announced: &mut std::collections::HashMap<SourcePartition, i64>,
+) {
     for (partition, watermark) in processor.watermarks() {
         if watermark == i64::MIN || announced.get(&partition).is_some_and(|w| *w >= watermark) {
             continue;

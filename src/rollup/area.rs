@@ -70,11 +70,19 @@ impl AreaPartition {
         self.buckets.values().filter(|b| !b.emitted).count()
     }
 
-    pub fn on_message(&mut self, message: AggregateMessage, offset: i64, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
+    pub fn on_message(
+        &mut self,
+        message: AggregateMessage,
+        offset: i64,
+        settings: &AreaSettings,
+        catalog: &AreaCatalog,
+        out: &mut Vec<AreaEmit>,
+    ) {
         match message {
             AggregateMessage::Window { window, .. } => {
                 let key = (window.kind, window.window.clone(), window.end_ms);
-                let closed = self.closed_through(window.kind, settings).is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
+                let closed =
+                    self.closed_through(window.kind, settings).is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
                 match self.buckets.get_mut(&key) {
                     Some(bucket) => {
                         bucket.sensors.insert(window.sensor_id.clone(), window);
@@ -260,7 +268,12 @@ mod tests {
 
     #[test]
     fn arrival_order_does_not_change_the_result() {
-        let messages = vec![window("a", "g1", "s1", 10.0), window("b", "g1", "s1", 30.0), window("c", "g2", "s1", 50.0), mark("city.pm25/1", END + 130_000)];
+        let messages = vec![
+            window("a", "g1", "s1", 10.0),
+            window("b", "g1", "s1", 30.0),
+            window("c", "g2", "s1", 50.0),
+            mark("city.pm25/1", END + 130_000),
+        ];
         let run = |order: &[usize]| {
             let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
             for (offset, i) in order.iter().enumerate() {
