@@ -68,10 +68,8 @@ pub fn wall_ms() -> i64 {
 /// Runs the pipeline until `shutdown` is cancelled, then drains: flushes the sinks, waits
 /// for dead-letter acknowledgements and commits what is safe, within the shutdown timeout.
 pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, shutdown: CancellationToken) -> Result<(), PipelineError> {
-    let areas = match &settings.rollup {
-        Some(_) => Some(tokio::spawn(areas::run(settings.clone(), registry.clone(), shared.clone(), shutdown.clone()))),
-        None => None,
-    };
+    let areas =
+        settings.rollup.as_ref().map(|_| tokio::spawn(areas::run(settings.clone(), registry.clone(), shared.clone(), shutdown.clone())));
     let result = run_sensor_stage(settings, registry, shared, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(areas) = areas {

@@ -85,7 +85,7 @@ impl AreaPartition {
                     self.closed_through(window.kind, settings).is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
                 match self.buckets.get_mut(&key) {
                     Some(bucket) => {
-                        bucket.sensors.insert(window.sensor_id.clone(), window);
+                        bucket.sensors.insert(window.sensor_id.clone(), *window);
                         if bucket.emitted {
                             // A correction (late policy `update`): emit the area window again.
                             out.push(AreaEmit { results: roll_up(&key, bucket, catalog), hold_offset: offset });
@@ -95,7 +95,7 @@ impl AreaPartition {
                     None => {
                         let mut sensors = BTreeMap::new();
                         let start_ms = window.start_ms;
-                        sensors.insert(window.sensor_id.clone(), window);
+                        sensors.insert(window.sensor_id.clone(), *window);
                         self.buckets.insert(key, Bucket { start_ms, first_offset: offset, sensors, emitted: false });
                     }
                 }
@@ -208,7 +208,7 @@ mod tests {
     fn window(sensor: &str, grid: &str, street: &str, mean: f64) -> AggregateMessage {
         AggregateMessage::Window {
             source: "city.pm25/0".into(),
-            window: SensorWindow {
+            window: Box::new(SensorWindow {
                 kind: Kind::Pm25,
                 sensor_id: sensor.into(),
                 window: "1h".into(),
@@ -221,7 +221,7 @@ mod tests {
                 max: Some(mean + 1.0),
                 last_status: None,
                 utilisation: None,
-            },
+            }),
         }
     }
 

@@ -57,7 +57,7 @@ impl From<&WindowResult> for SensorWindow {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AggregateMessage {
     /// One closed sensor window, from input partition `source` ("topic/partition").
-    Window { source: String, window: SensorWindow },
+    Window { source: String, window: Box<SensorWindow> },
     /// Every window of `source` with end + allowed lateness ≤ `watermark_ms` is published.
     Watermark { source: String, kind: Kind, watermark_ms: i64 },
 }

@@ -65,7 +65,7 @@ impl AggregatesSink {
     /// Publishes a closed window of `source` (whose offset `hold` is already held).
     pub fn send_window(&self, source_name: &str, window: SensorWindow, hold: (SourcePartition, i64)) {
         let key = if window.district.is_empty() { window.sensor_id.clone() } else { window.district.clone() };
-        let message = AggregateMessage::Window { source: source_name.to_owned(), window };
+        let message = AggregateMessage::Window { source: source_name.to_owned(), window: Box::new(window) };
         self.send(&key, None, &message, Some(hold));
     }
 
