@@ -18,6 +18,9 @@ use crate::pipeline::core::SourcePartition;
 use crate::pipeline::offsets::OffsetTracker;
 use crate::rollup::{AggregateMessage, SensorWindow};
 
+/// The input offset a published window holds; markers hold none.
+type Hold = Option<(SourcePartition, i64)>;
+
 pub struct AggregateAcks {
     offsets: Arc<Mutex<OffsetTracker>>,
     failed: AtomicU64,
@@ -26,7 +29,7 @@ pub struct AggregateAcks {
 impl ClientContext for AggregateAcks {}
 
 impl ProducerContext for AggregateAcks {
-    type DeliveryOpaque = Box<Option<(SourcePartition, i64)>>;
+    type DeliveryOpaque = Box<Hold>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, held: Self::DeliveryOpaque) {
         match (result, *held) {
@@ -77,7 +80,7 @@ impl AggregatesSink {
         }
     }
 
-    fn send(&self, key: &str, partition: Option<i32>, message: &AggregateMessage, hold: Option<(SourcePartition, i64)>) {
+    fn send(&self, key: &str, partition: Option<i32>, message: &AggregateMessage, hold: Hold) {
         let payload = match serde_json::to_vec(message) {
             Ok(p) => p,
             Err(err) => {
@@ -85,7 +88,7 @@ impl AggregatesSink {
                 return;
             }
         };
-        let mut record: BaseRecord<'_, str, [u8], Box<Option<(SourcePartition, i64)>>> =
+        let mut record: BaseRecord<'_, str, [u8], Box<Hold>> =
             BaseRecord::with_opaque_to(&self.topic, Box::new(hold)).key(key).payload(&payload);
         if let Some(p) = partition {
             record = record.partition(p);

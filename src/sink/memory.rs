@@ -106,10 +106,13 @@ impl MemoryStore {
     }
 }
 
+/// (kind, window label, level, area id).
+type AreaKey = (Kind, String, AreaLevel, String);
+
 /// The latest roll-up per (kind, window, level, area): what `/api/v1/areas` serves.
 #[derive(Debug, Default)]
 pub struct AreaStore {
-    latest: RwLock<BTreeMap<(Kind, String, AreaLevel, String), Arc<AreaResult>>>,
+    latest: RwLock<BTreeMap<AreaKey, Arc<AreaResult>>>,
 }
 
 impl AreaStore {
