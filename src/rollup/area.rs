@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn arrival_order_does_not_change_the_result() {
-        let messages = vec![
+        let messages = [
             window("a", "g1", "s1", 10.0),
             window("b", "g1", "s1", 30.0),
             window("c", "g2", "s1", 50.0),
