@@ -109,25 +109,41 @@ impl MemoryStore {
 /// (kind, window label, level, area id).
 type AreaKey = (Kind, String, AreaLevel, String);
 
-/// The latest roll-up per (kind, window, level, area): what `/api/v1/areas` serves.
+/// Area results kept in the history ring (newest first out when full).
+pub const AREA_HISTORY: usize = 50_000;
+
+/// The latest roll-up per (kind, window, level, area), what `/api/v1/areas` serves, and a
+/// bounded history of every area result written.
 #[derive(Debug, Default)]
 pub struct AreaStore {
     latest: RwLock<BTreeMap<AreaKey, Arc<AreaResult>>>,
+    history: RwLock<VecDeque<Arc<AreaResult>>>,
 }
 
 impl AreaStore {
     /// Keeps each area's newest window (a correction of the same window replaces it).
     pub fn insert_batch(&self, results: impl IntoIterator<Item = AreaResult>) {
         let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+        let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
         for result in results {
+            let result = Arc::new(result);
+            if history.len() == AREA_HISTORY {
+                history.pop_front();
+            }
+            history.push_back(result.clone());
             let key = (result.kind, result.window.clone(), result.level, result.area.clone());
             match latest.get(&key) {
                 Some(existing) if existing.end_ms > result.end_ms => {}
                 _ => {
-                    latest.insert(key, Arc::new(result));
+                    latest.insert(key, result);
                 }
             }
         }
+    }
+
+    /// Every area result written (up to `AREA_HISTORY`), in write order.
+    pub fn history(&self) -> Vec<Arc<AreaResult>> {
+        self.history.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     pub fn query(&self, kind: Option<Kind>, window: Option<&str>, level: Option<AreaLevel>) -> Vec<Arc<AreaResult>> {
