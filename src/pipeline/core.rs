@@ -132,6 +132,21 @@ impl Processor {
         out
     }
 
+    /// Closes every open window, as at the end of a bounded input (tests, batch replays).
+    pub fn drain(&mut self, emitted: &mut Vec<Emitted>) {
+        let sources: Vec<SourcePartition> = {
+            let mut s: Vec<SourcePartition> = self.partitions.keys().copied().collect();
+            s.sort();
+            s
+        };
+        for source in sources {
+            if let Some(windows) = self.partitions.get_mut(&source) {
+                windows.advance_idle(i64::MAX / 2, &mut self.budget, &mut self.scratch);
+            }
+            self.finish_closed(source, emitted);
+        }
+    }
+
     /// The lowest offset of `source` that still feeds an open window.
     pub fn lowest_open_offset(&self, source: SourcePartition) -> Option<i64> {
         self.partitions.get(&source).and_then(PartitionWindows::lowest_open_offset)

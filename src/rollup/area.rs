@@ -164,6 +164,7 @@ fn roll_up(key: &BucketKey, bucket: &Bucket, catalog: &AreaCatalog) -> Vec<AreaR
             };
             let utilisations: Vec<f64> = sensors.iter().filter_map(|s| s.utilisation).collect();
             let charging = kind == Kind::Charging;
+            let silent = catalog.registered(kind, level, area).map(|n| n.saturating_sub(reporting));
             out.push(AreaResult {
                 kind,
                 window: window.clone(),
@@ -175,7 +176,8 @@ fn roll_up(key: &BucketKey, bucket: &Bucket, catalog: &AreaCatalog) -> Vec<AreaR
                 mean: (!means.is_empty()).then(|| means.iter().sum::<f64>() / means.len() as f64),
                 max: means.iter().copied().reduce(f64::max),
                 sensors_reporting: reporting,
-                sensors_silent: catalog.registered(kind, level, area).map(|n| n.saturating_sub(reporting)),
+                sensors_silent: silent,
+                piles_offline: if charging { silent } else { None },
                 availability: charging.then(|| share(PileStatus::Available)),
                 fault_ratio: charging.then(|| share(PileStatus::Faulted)),
                 utilisation: (charging && !utilisations.is_empty()).then(|| utilisations.iter().sum::<f64>() / utilisations.len() as f64),

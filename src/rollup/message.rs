@@ -111,6 +111,10 @@ pub struct AreaResult {
     pub fault_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub utilisation: Option<f64>,
+    /// Charging: piles of the area that sent nothing in the window (offline: with the default
+    /// 5 min window and 60 s heartbeat, at least three missed heartbeats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub piles_offline: Option<u32>,
     /// Dust: roads at least twice their district's mean.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hotspots: Option<u32>,

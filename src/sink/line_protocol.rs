@@ -43,6 +43,9 @@ pub fn encode_area(result: &AreaResult, out: &mut String) {
             fields.float(name, v);
         }
     }
+    if let Some(offline) = result.piles_offline {
+        fields.int("piles_offline", offline as i64);
+    }
     if let Some(hotspots) = result.hotspots {
         fields.int("hotspots", hotspots as i64);
     }

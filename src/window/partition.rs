@@ -480,4 +480,87 @@ mod tests {
         assert_eq!(h.closed.len(), 1);
         assert_eq!(h.windows.lowest_open_offset(), None);
     }
+
+    mod against_a_naive_reference {
+        use std::collections::{BTreeMap, HashSet};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const SPECS: [(&str, i64, i64); 3] = [("1m", MINUTE, MINUTE), ("5m", 5 * MINUTE, 5 * MINUTE), ("3m/1m", 3 * MINUTE, MINUTE)];
+
+        fn specs() -> Vec<WindowSpec> {
+            SPECS.iter().map(|(l, size, slide)| WindowSpec::sliding(*l, *size, *slide)).collect()
+        }
+
+        /// Fates and windows computed the obvious way: per record, in order, late if any
+        /// containing window closed by the running max event time, duplicate if the same
+        /// (sensor, ts) was accepted; then every containing window collects the value.
+        fn reference(records: &[(usize, i64, f64)]) -> (Vec<bool>, BTreeMap<(String, String, i64), Vec<(i64, f64)>>) {
+            let t = timing();
+            let mut max_ts = i64::MIN;
+            let mut seen = HashSet::new();
+            let mut fates = Vec::new();
+            let mut windows: BTreeMap<(String, String, i64), Vec<(i64, f64)>> = BTreeMap::new();
+            for (sensor, ts, value) in records {
+                let watermark = max_ts.saturating_sub(t.out_of_orderness_ms);
+                let mut containing = Vec::new();
+                for (label, size, slide) in SPECS {
+                    let mut start = ts.div_euclid(slide) * slide;
+                    while start + size > *ts {
+                        containing.push((label, start, start + size));
+                        start -= slide;
+                    }
+                }
+                let late = containing.iter().any(|(_, _, end)| end + t.allowed_lateness_ms <= watermark);
+                let accepted = !late && seen.insert((*sensor, *ts));
+                fates.push(accepted);
+                if accepted {
+                    max_ts = max_ts.max(*ts);
+                    for (label, start, _) in containing {
+                        windows.entry((format!("s{sensor}"), label.to_string(), start)).or_default().push((*ts, *value));
+                    }
+                }
+            }
+            (fates, windows)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn windows_and_fates_match_the_reference(
+                records in prop::collection::vec((0usize..3, 0i64..1_800_000, 0.0f64..500.0), 1..300)
+            ) {
+                let mut windows = PartitionWindows::new(Kind::Pm25, specs().into(), timing(), 0);
+                let mut budget = SensorBudget { tracked: 0, cap: 100 };
+                let mut closed = Vec::new();
+                let mut fates = Vec::new();
+                for (offset, (sensor, ts, value)) in records.iter().enumerate() {
+                    let r = reading(&format!("s{sensor}"), *ts, *value, None);
+                    fates.push(windows.add(r, offset as i64, &mut budget, 0, &mut closed).is_ok());
+                }
+                windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
+                let (expected_fates, expected) = reference(&records);
+                prop_assert_eq!(fates, expected_fates);
+                prop_assert_eq!(closed.len(), expected.len());
+                prop_assert_eq!(budget.tracked, 0, "every sensor is forgotten once all its windows closed");
+                for w in &closed {
+                    let key = (w.result.sensor_id.clone(), w.result.window.clone(), w.result.start_ms);
+                    let samples = &expected[&key];
+                    let v = w.result.values.level().unwrap();
+                    let values: Vec<f64> = samples.iter().map(|s| s.1).collect();
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
+                    prop_assert_eq!(v.count as usize, values.len());
+                    prop_assert!((v.mean - mean).abs() < 1e-9 * mean.max(1.0));
+                    prop_assert_eq!(v.min, values.iter().copied().fold(f64::INFINITY, f64::min));
+                    prop_assert_eq!(v.max, values.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+                    prop_assert_eq!(v.first, samples.iter().min_by_key(|s| s.0).unwrap().1);
+                    prop_assert_eq!(v.last, samples.iter().max_by_key(|s| s.0).unwrap().1);
+                    let size = SPECS.iter().find(|s| s.0 == w.result.window).unwrap().1;
+                    prop_assert_eq!(w.result.end_ms - w.result.start_ms, size);
+                }
+            }
+        }
+    }
 }
