@@ -497,12 +497,15 @@ mod tests {
         /// Fates and windows computed the obvious way: per record, in order, late if any
         /// containing window closed by the running max event time, duplicate if the same
         /// (sensor, ts) was accepted; then every containing window collects the value.
-        fn reference(records: &[(usize, i64, f64)]) -> (Vec<bool>, BTreeMap<(String, String, i64), Vec<(i64, f64)>>) {
+        /// (sensor, window label, start) → (ts, value) samples.
+        type RefWindows = BTreeMap<(String, String, i64), Vec<(i64, f64)>>;
+
+        fn reference(records: &[(usize, i64, f64)]) -> (Vec<bool>, RefWindows) {
             let t = timing();
             let mut max_ts = i64::MIN;
             let mut seen = HashSet::new();
             let mut fates = Vec::new();
-            let mut windows: BTreeMap<(String, String, i64), Vec<(i64, f64)>> = BTreeMap::new();
+            let mut windows = RefWindows::new();
             for (sensor, ts, value) in records {
                 let watermark = max_ts.saturating_sub(t.out_of_orderness_ms);
                 let mut containing = Vec::new();
