@@ -24,6 +24,7 @@
 //! tokio, no Kafka or InfluxDB types, no wall-clock reads.
 
 pub mod aggregate;
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod config;

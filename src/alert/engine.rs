@@ -1,0 +1,629 @@
+//! The alert engine: evaluates every rule against closed sensor windows, area roll-ups and
+//! (for deadman rules) the processing-time clock, and turns state changes into events.
+//! Exactly one engine writes a fingerprint: sensor alerts live with the sensor's input
+//! partition (stage 1), area alerts with the district's aggregates partition (stage 2).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::fingerprint::{event_id, fingerprint};
+use super::lifecycle::{AlertState, Change, FlapPolicy, Severity};
+use super::rules::{Field, Rule, RuleKind, Scope};
+use crate::model::{rfc3339, AlertEvent, Area, DomainValues, Kind, WindowResult, WindowValues};
+use crate::rollup::{AreaLevel, AreaResult};
+
+/// What a rule is evaluated on.
+#[derive(Debug, Clone, Copy)]
+pub enum AlertInput<'a> {
+    Window(&'a WindowResult),
+    Area(&'a AreaResult),
+}
+
+impl AlertInput<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            AlertInput::Window(w) => w.kind,
+            AlertInput::Area(a) => a.kind,
+        }
+    }
+
+    fn window(&self) -> &str {
+        match self {
+            AlertInput::Window(w) => &w.window,
+            AlertInput::Area(a) => &a.window,
+        }
+    }
+
+    fn end_ms(&self) -> i64 {
+        match self {
+            AlertInput::Window(w) => w.end_ms,
+            AlertInput::Area(a) => a.end_ms,
+        }
+    }
+
+    fn scope(&self) -> Scope {
+        match self {
+            AlertInput::Window(_) => Scope::Sensor,
+            AlertInput::Area(a) => match a.level {
+                AreaLevel::Grid => Scope::Grid,
+                AreaLevel::Street => Scope::Street,
+                AreaLevel::District => Scope::District,
+            },
+        }
+    }
+
+    fn scope_key(&self) -> &str {
+        match self {
+            AlertInput::Window(w) => &w.sensor_id,
+            AlertInput::Area(a) => &a.area,
+        }
+    }
+
+    fn area(&self) -> Area {
+        match self {
+            AlertInput::Window(w) => w.area.clone(),
+            AlertInput::Area(a) => {
+                let mut area = Area { district: a.district.clone(), ..Area::default() };
+                match a.level {
+                    AreaLevel::Grid => area.grid = a.area.clone(),
+                    AreaLevel::Street => area.street = a.area.clone(),
+                    AreaLevel::District => {}
+                }
+                area
+            }
+        }
+    }
+
+    /// The value of `field`, when this input has it.
+    fn field(&self, field: Field) -> Option<f64> {
+        match self {
+            AlertInput::Window(w) => {
+                let level = w.values.level();
+                match field {
+                    Field::Mean => level.map(|v| v.mean),
+                    Field::Max => level.map(|v| v.max),
+                    Field::Min => level.map(|v| v.min),
+                    Field::P95 => level.map(|v| v.p95),
+                    Field::Last => level.map(|v| v.last),
+                    Field::RatePerH => level.map(|v| v.rate_per_h),
+                    Field::SlopePerH => level.and_then(|v| v.slope_per_h),
+                    Field::Coverage => w.coverage,
+                    Field::Iaqi => match w.domain {
+                        Some(DomainValues::Pm25 { iaqi, .. }) => Some(iaqi as f64),
+                        _ => None,
+                    },
+                    Field::FloodLevel => match w.domain {
+                        Some(DomainValues::Water { flood_signal: Some(s), .. }) => {
+                            ["none", "blue", "yellow", "orange", "red"].iter().position(|x| *x == s).map(|p| p as f64)
+                        }
+                        _ => None,
+                    },
+                    Field::UnderpassLevel => match w.domain {
+                        Some(DomainValues::Water { underpass_grade: Some(g), .. }) => {
+                            ["dry", "info", "warning", "road_closure", "critical"].iter().position(|x| *x == g).map(|p| p as f64)
+                        }
+                        _ => None,
+                    },
+                    Field::DustLevel => match w.domain {
+                        Some(DomainValues::Dust { dust_grade }) => {
+                            ["normal", "watch", "alert"].iter().position(|x| *x == dust_grade).map(|p| p as f64)
+                        }
+                        _ => None,
+                    },
+                    Field::Utilisation => match w.domain {
+                        Some(DomainValues::Charging { utilisation }) => utilisation,
+                        _ => None,
+                    },
+                    Field::Availability | Field::FaultRatio | Field::PilesOffline | Field::SensorsSilent => None,
+                }
+            }
+            AlertInput::Area(a) => match field {
+                Field::Mean => a.mean,
+                Field::Max => a.max,
+                Field::Availability => a.availability,
+                Field::FaultRatio => a.fault_ratio,
+                Field::Utilisation => a.utilisation,
+                Field::PilesOffline => a.piles_offline.map(f64::from),
+                Field::SensorsSilent => a.sensors_silent.map(f64::from),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Last time a sensor was heard from (processing time), for deadman rules.
+#[derive(Debug, Clone)]
+struct LastSeen {
+    kind: Kind,
+    area: Area,
+    wall_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct AlertEngine {
+    rules: Vec<Rule>,
+    flap: FlapPolicy,
+    states: HashMap<String, AlertState>,
+    last_seen: HashMap<String, LastSeen>,
+    /// Consecutive zero-variance windows per (rule, sensor).
+    stuck_runs: HashMap<(usize, String), u32>,
+    /// Start of the current Faulted stretch per (rule, pile).
+    faulted_since: HashMap<(usize, String), i64>,
+    /// Cap on remembered sensors (deadman), like the window stage's cap.
+    max_sensors: usize,
+}
+
+impl AlertEngine {
+    pub fn new(rules: Vec<Rule>, flap: FlapPolicy, max_sensors: usize) -> Self {
+        AlertEngine {
+            rules,
+            flap,
+            states: HashMap::new(),
+            last_seen: HashMap::new(),
+            stuck_runs: HashMap::new(),
+            faulted_since: HashMap::new(),
+            max_sensors,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Restores a state read back from the changelog.
+    pub fn restore(&mut self, state: AlertState) {
+        self.states.insert(state.fingerprint.clone(), state);
+    }
+
+    pub fn state(&self, fingerprint: &str) -> Option<&AlertState> {
+        self.states.get(fingerprint)
+    }
+
+    pub fn states(&self) -> impl Iterator<Item = &AlertState> {
+        self.states.values()
+    }
+
+    /// A reading was accepted now (wall clock): the deadman timer restarts.
+    pub fn seen(&mut self, sensor: &str, kind: Kind, area: &Area, wall_ms: i64) {
+        if let Some(entry) = self.last_seen.get_mut(sensor) {
+            entry.wall_ms = wall_ms;
+        } else if self.last_seen.len() < self.max_sensors {
+            self.last_seen.insert(sensor.to_owned(), LastSeen { kind, area: area.clone(), wall_ms });
+        }
+    }
+
+    /// Evaluates every matching rule on a closed sensor window or area roll-up.
+    pub fn evaluate(&mut self, input: AlertInput<'_>, out: &mut Vec<(AlertEvent, AlertState)>) {
+        for index in 0..self.rules.len() {
+            let rule = &self.rules[index];
+            if rule.kind != input.kind() || rule.scope != input.scope() || rule.window.as_deref().is_some_and(|w| w != input.window()) {
+                continue;
+            }
+            let (desired, value, threshold, key_suffix) = match &rule.condition {
+                RuleKind::Threshold { field, below, levels } => {
+                    let Some(value) = input.field(*field) else { continue };
+                    let fp = fingerprint(&rule.id, input.scope_key());
+                    let active = self.states.get(&fp).map_or(0, |s| s.active_levels);
+                    let mut next_active = 0u8;
+                    let mut desired = None;
+                    let mut threshold = levels.first().map_or(f64::NAN, |l| l.trigger);
+                    for (i, level) in levels.iter().enumerate() {
+                        let was = active & (1 << i) != 0;
+                        let line = if was { level.clear } else { level.trigger };
+                        let on = if *below { value <= line } else { value >= line };
+                        if on {
+                            next_active |= 1 << i;
+                            desired = Some(level.severity);
+                            threshold = level.trigger;
+                        }
+                    }
+                    if let Some(state) = self.states.get_mut(&fp) {
+                        if input.end_ms() > state.last_eval_ms {
+                            state.active_levels = next_active;
+                        }
+                    } else if next_active != 0 {
+                        let mut state =
+                            AlertState::new(fp.clone(), &rule.id, rule.scope.as_str(), input.scope_key(), input.area(), input.window());
+                        state.active_levels = next_active;
+                        self.states.insert(fp, state);
+                    }
+                    (desired, value, threshold, "")
+                }
+                RuleKind::Missing { coverage_below: Some(limit), severity, .. } => {
+                    let Some(coverage) = input.field(Field::Coverage) else { continue };
+                    ((coverage < *limit).then_some(*severity), coverage, *limit, "/coverage")
+                }
+                RuleKind::Missing { coverage_below: None, .. } => continue,
+                RuleKind::Stuck { windows, severity } => {
+                    let AlertInput::Window(w) = input else { continue };
+                    let Some(v) = w.values.level() else { continue };
+                    let run = self.stuck_runs.entry((index, w.sensor_id.clone())).or_default();
+                    *run = if v.count > 1 && v.max == v.min { *run + 1 } else { 0 };
+                    ((*run >= *windows).then_some(*severity), v.stddev, 0.0, "")
+                }
+                RuleKind::PileFaulted { for_ms, severity } => {
+                    let AlertInput::Window(w) = input else { continue };
+                    let WindowValues::Pile(p) = &w.values else { continue };
+                    let key = (index, w.sensor_id.clone());
+                    if p.last_status == "Faulted" {
+                        let since = *self.faulted_since.entry(key).or_insert(w.start_ms);
+                        let faulted_ms = (w.end_ms - since) as f64;
+                        ((faulted_ms >= *for_ms as f64).then_some(*severity), faulted_ms / 60_000.0, *for_ms as f64 / 60_000.0, "")
+                    } else {
+                        self.faulted_since.remove(&key);
+                        (None, 0.0, *for_ms as f64 / 60_000.0, "")
+                    }
+                }
+            };
+            let rule_key = format!("{}{key_suffix}", rule.id);
+            self.apply(
+                index,
+                &rule_key,
+                input.scope(),
+                input.scope_key(),
+                input.area(),
+                input.window(),
+                desired,
+                value,
+                threshold,
+                input.end_ms(),
+                true,
+                out,
+            );
+        }
+    }
+
+    /// Processing-time evaluation: deadman rules (`no_data_for`), and flapping alerts that
+    /// settled without new input.
+    pub fn tick(&mut self, now_wall_ms: i64, out: &mut Vec<(AlertEvent, AlertState)>) {
+        for index in 0..self.rules.len() {
+            let RuleKind::Missing { no_data_for_ms: Some(limit), severity, .. } = self.rules[index].condition else { continue };
+            let (rule_id, kind) = (self.rules[index].id.clone(), self.rules[index].kind);
+            let rule_key = format!("{rule_id}/no_data");
+            let mut silent: Vec<(String, Area, i64)> = self
+                .last_seen
+                .iter()
+                .filter(|(_, s)| s.kind == kind)
+                .map(|(id, s)| (id.clone(), s.area.clone(), now_wall_ms - s.wall_ms))
+                .collect();
+            silent.sort_by(|a, b| a.0.cmp(&b.0));
+            for (sensor, area, quiet_ms) in silent {
+                let desired = (quiet_ms > limit).then_some(severity);
+                let fp = fingerprint(&rule_key, &sensor);
+                if desired.is_none() && self.states.get(&fp).is_none_or(|s| s.firing.is_none()) {
+                    continue;
+                }
+                let (value, threshold) = (quiet_ms as f64 / 1000.0, limit as f64 / 1000.0);
+                self.apply(index, &rule_key, Scope::Sensor, &sensor, area, "", desired, value, threshold, now_wall_ms, false, out);
+            }
+        }
+    }
+
+    /// An operator acknowledges a firing alert.
+    pub fn acknowledge(&mut self, fingerprint: &str, by: &str, comment: &str, now_ms: i64) -> Result<(AlertEvent, AlertState), AckError> {
+        let state = self.states.get_mut(fingerprint).ok_or(AckError::Unknown)?;
+        let Some(severity) = state.firing else { return Err(AckError::NotFiring) };
+        state.acknowledged = Some(super::lifecycle::Acknowledgement { by: by.to_owned(), comment: comment.to_owned(), at_ms: now_ms });
+        let rule_id = state.rule.clone();
+        let state = state.clone();
+        let description = self.rules.iter().find(|r| rule_id.starts_with(&r.id)).map(|r| r.description.clone()).unwrap_or_default();
+        Ok((event(&state, "acknowledged", severity, now_ms, &description), state))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        rule_index: usize,
+        rule_key: &str,
+        scope: Scope,
+        scope_key: &str,
+        area: Area,
+        window: &str,
+        desired: Option<Severity>,
+        value: f64,
+        threshold: f64,
+        at_ms: i64,
+        event_time: bool,
+        out: &mut Vec<(AlertEvent, AlertState)>,
+    ) {
+        let fp = fingerprint(rule_key, scope_key);
+        if desired.is_none() && !self.states.contains_key(&fp) {
+            return;
+        }
+        let rule = &self.rules[rule_index];
+        let state =
+            self.states.entry(fp.clone()).or_insert_with(|| AlertState::new(fp, rule_key, scope.as_str(), scope_key, area.clone(), window));
+        state.area = area;
+        let before = state.firing;
+        let Some(change) = state.evaluate(desired, at_ms, event_time, rule.for_windows, self.flap) else {
+            if state.firing.is_some() {
+                state.value = value;
+            }
+            return;
+        };
+        state.value = value;
+        state.threshold = threshold;
+        let (name, severity) = match change {
+            Change::Fired => ("fired", state.firing),
+            Change::Escalated => ("escalated", state.firing),
+            Change::Deescalated => ("deescalated", state.firing),
+            Change::StartedFlapping => ("flapping", state.firing),
+            Change::Resolved => ("resolved", before),
+        };
+        let severity = severity.unwrap_or(Severity::Info);
+        out.push((event(state, name, severity, at_ms, &rule.description), state.clone()));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("no alert has this fingerprint")]
+    Unknown,
+    #[error("the alert is not firing")]
+    NotFiring,
+}
+
+fn event(state: &AlertState, change: &str, severity: Severity, at_ms: i64, description: &str) -> AlertEvent {
+    let status = if change == "acknowledged" { super::AlertStatus::Acknowledged } else { state.status() };
+    let place = [&state.area.district, &state.area.street, &state.area.grid]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("/");
+    let (summary, summary_zh) = match status {
+        super::AlertStatus::Resolved => (
+            format!("Resolved: {} on {} {} ({place}), now {:.2}", state.rule, state.scope, state.scope_key, state.value),
+            format!("已解除：{} {}（{place}）{}，当前值 {:.2}", state.scope_key, state.rule, severity.chinese(), state.value),
+        ),
+        _ => (
+            format!(
+                "{}: {} on {} {} ({place}) is {:.2}, threshold {:.2} [{change}]",
+                severity.as_str(),
+                state.rule,
+                state.scope,
+                state.scope_key,
+                state.value,
+                state.threshold
+            ),
+            format!(
+                "{}：{}（{place}）{} 当前值 {:.2}，阈值 {:.2}",
+                severity.chinese(),
+                state.scope_key,
+                state.rule,
+                state.value,
+                state.threshold
+            ),
+        ),
+    };
+    let mut labels = BTreeMap::new();
+    labels.insert("alertname".to_owned(), state.rule.clone());
+    labels.insert("severity".to_owned(), severity.as_str().to_owned());
+    for (k, v) in [("district", &state.area.district), ("street", &state.area.street), ("grid", &state.area.grid)] {
+        if !v.is_empty() {
+            labels.insert(k.to_owned(), v.clone());
+        }
+    }
+    labels.insert(if state.scope == "sensor" { "sensor_id".to_owned() } else { state.scope.clone() }, state.scope_key.clone());
+    if !description.is_empty() {
+        labels.insert("description".to_owned(), description.to_owned());
+    }
+    let starts = state.starts_at_ms.unwrap_or(at_ms);
+    AlertEvent {
+        event_id: event_id(&state.fingerprint, change, severity.as_str(), at_ms),
+        fingerprint: state.fingerprint.clone(),
+        rule: state.rule.clone(),
+        status: status.as_str().to_owned(),
+        severity: severity.as_str().to_owned(),
+        change: change.to_owned(),
+        starts_at: rfc3339(starts),
+        starts_at_ms: starts,
+        ends_at: state.ends_at_ms.filter(|_| status == super::AlertStatus::Resolved).map(rfc3339),
+        ends_at_ms: state.ends_at_ms.filter(|_| status == super::AlertStatus::Resolved),
+        at_ms,
+        scope: state.scope.clone(),
+        scope_key: state.scope_key.clone(),
+        grid: state.area.grid.clone(),
+        street: state.area.street.clone(),
+        district: state.area.district.clone(),
+        value: state.value,
+        threshold: state.threshold,
+        window: state.window.clone(),
+        summary,
+        summary_zh,
+        labels,
+        acknowledged_by: state.acknowledged.as_ref().map(|a| a.by.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::rules::parse_rules;
+    use crate::model::{LevelValues, PileValues};
+
+    const HOUR: i64 = 3_600_000;
+
+    fn engine() -> AlertEngine {
+        AlertEngine::new(parse_rules(include_str!("../../deploy/rules.toml"), "rules").unwrap(), FlapPolicy::default(), 1000)
+    }
+
+    fn pm25_hour(sensor: &str, hour: i64, iaqi: u32) -> WindowResult {
+        WindowResult {
+            kind: Kind::Pm25,
+            sensor_id: sensor.into(),
+            window: "1h".into(),
+            start_ms: hour * HOUR,
+            end_ms: (hour + 1) * HOUR,
+            area: Area { grid: "g1".into(), street: "s1".into(), district: "haidian".into() },
+            values: WindowValues::Level(LevelValues { count: 60, ..LevelValues::single(50.0) }),
+            coverage: Some(1.0),
+            domain: Some(DomainValues::Pm25 {
+                iaqi,
+                category: "x",
+                above_scale: false,
+                standard: "HJ633-2026",
+                epa_aqi: None,
+                nowcast: None,
+            }),
+        }
+    }
+
+    fn run(engine: &mut AlertEngine, windows: &[WindowResult]) -> Vec<AlertEvent> {
+        let mut out = Vec::new();
+        for w in windows {
+            engine.evaluate(AlertInput::Window(w), &mut out);
+        }
+        out.into_iter().map(|(e, _)| e).collect()
+    }
+
+    fn changes(events: &[AlertEvent]) -> Vec<(String, String)> {
+        events.iter().map(|e| (e.change.clone(), e.severity.clone())).collect()
+    }
+
+    #[test]
+    fn a_value_hovering_at_the_line_fires_once_and_resolves_once() {
+        let mut e = engine();
+        // 98..104 hovers around 101; clear is 96.
+        let iaqi = [90, 102, 99, 103, 98, 104, 100, 97, 95, 90];
+        let windows: Vec<WindowResult> = iaqi.iter().enumerate().map(|(h, v)| pm25_hour("s1", h as i64, *v)).collect();
+        let events = run(&mut e, &windows);
+        assert_eq!(changes(&events), vec![("fired".into(), "warning".into()), ("resolved".into(), "warning".into())]);
+        assert_eq!(events[0].starts_at_ms, 2 * HOUR);
+        assert_eq!(events[1].ends_at_ms, Some(9 * HOUR));
+        assert_eq!(events[0].fingerprint, events[1].fingerprint);
+        assert_ne!(events[0].event_id, events[1].event_id);
+        assert_eq!(events[0].labels["sensor_id"], "s1");
+        assert_eq!(events[0].labels["district"], "haidian");
+    }
+
+    #[test]
+    fn an_episode_escalates_through_categories_and_replays_emit_nothing() {
+        let mut e = engine();
+        let windows: Vec<WindowResult> =
+            [80, 120, 210, 320, 250, 150, 60].iter().enumerate().map(|(h, v)| pm25_hour("s1", h as i64, *v)).collect();
+        let events = run(&mut e, &windows);
+        assert_eq!(
+            changes(&events),
+            [
+                ("fired", "warning"),
+                ("escalated", "critical"),
+                ("escalated", "emergency"),
+                ("deescalated", "critical"),
+                ("deescalated", "warning"),
+                ("resolved", "warning")
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        assert!(run(&mut e, &windows).is_empty(), "replaying the same windows changes nothing");
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_event_ids() {
+        let windows: Vec<WindowResult> = [80, 120, 60].iter().enumerate().map(|(h, v)| pm25_hour("s1", h as i64, *v)).collect();
+        let a: Vec<String> = run(&mut engine(), &windows).into_iter().map(|e| e.event_id).collect();
+        let b: Vec<String> = run(&mut engine(), &windows).into_iter().map(|e| e.event_id).collect();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn a_stuck_sensor_fires_after_three_flat_windows() {
+        let mut e = engine();
+        let flat = |m: i64, value: f64, spread: f64| WindowResult {
+            window: "1m".into(),
+            start_ms: m * 60_000,
+            end_ms: (m + 1) * 60_000,
+            values: WindowValues::Level(LevelValues { count: 4, min: value, max: value + spread, ..LevelValues::single(value) }),
+            domain: None,
+            ..pm25_hour("s9", 0, 0)
+        };
+        let events = run(&mut e, &[flat(0, 30.0, 1.0), flat(1, 30.0, 0.0), flat(2, 30.0, 0.0), flat(3, 30.0, 0.0), flat(4, 31.0, 2.0)]);
+        assert_eq!(changes(&events), vec![("fired".into(), "warning".into()), ("resolved".into(), "warning".into())]);
+        assert_eq!(events[0].rule, "pm25-stuck");
+        assert_eq!(events[0].at_ms, 4 * 60_000);
+    }
+
+    #[test]
+    fn a_pile_faulted_for_ten_minutes_fires() {
+        let mut e = engine();
+        let pile = |i: i64, status: &str| WindowResult {
+            kind: Kind::Charging,
+            sensor_id: "cp-1".into(),
+            window: "5m".into(),
+            start_ms: i * 300_000,
+            end_ms: (i + 1) * 300_000,
+            area: Area::default(),
+            values: WindowValues::Pile(PileValues {
+                count: 5,
+                status_counts: vec![],
+                last_status: status.into(),
+                time_in_status_ms: vec![],
+                power_kw_mean: None,
+            }),
+            coverage: None,
+            domain: None,
+        };
+        let events = run(&mut e, &[pile(0, "Available"), pile(1, "Faulted"), pile(2, "Faulted"), pile(3, "Faulted"), pile(4, "Available")]);
+        assert_eq!(changes(&events), vec![("fired".into(), "warning".into()), ("resolved".into(), "warning".into())]);
+        assert_eq!(events[0].at_ms, 3 * 300_000, "10 minutes of Faulted windows");
+    }
+
+    #[test]
+    fn a_silent_sensor_is_noticed_by_the_wall_clock() {
+        let mut e = engine();
+        e.seen("s1", Kind::Pm25, &Area::default(), 0);
+        let mut out = Vec::new();
+        e.tick(60_000, &mut out);
+        assert!(out.is_empty());
+        e.tick(181_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0.rule.as_str(), out[0].0.change.as_str()), ("pm25-no-data/no_data", "fired"));
+        e.tick(200_000, &mut out);
+        assert_eq!(out.len(), 1, "still silent, nothing new");
+        e.seen("s1", Kind::Pm25, &Area::default(), 205_000);
+        e.tick(206_000, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].0.change, "resolved");
+    }
+
+    #[test]
+    fn an_area_with_few_available_piles_fires_after_two_windows_and_can_be_acknowledged() {
+        let mut e = engine();
+        let area = |i: i64, availability: f64| AreaResult {
+            kind: Kind::Charging,
+            window: "5m".into(),
+            start_ms: i * 300_000,
+            end_ms: (i + 1) * 300_000,
+            level: AreaLevel::Street,
+            area: "s1".into(),
+            district: "cy".into(),
+            mean: None,
+            max: None,
+            sensors_reporting: 10,
+            sensors_silent: Some(0),
+            availability: Some(availability),
+            fault_ratio: Some(0.0),
+            utilisation: None,
+            piles_offline: Some(0),
+            hotspots: None,
+        };
+        let mut out = Vec::new();
+        for (i, a) in [0.5, 0.1, 0.1, 0.25, 0.35].iter().enumerate() {
+            e.evaluate(AlertInput::Area(&area(i as i64, *a)), &mut out);
+            if i == 2 {
+                let fp = out[0].0.fingerprint.clone();
+                let (ack, _) = e.acknowledge(&fp, "duty officer", "crew sent", 1).unwrap();
+                assert_eq!((ack.status.as_str(), ack.acknowledged_by.as_deref()), ("acknowledged", Some("duty officer")));
+            }
+        }
+        let events: Vec<&str> = out.iter().map(|(e, _)| e.change.as_str()).collect();
+        assert_eq!(events, ["fired", "resolved"], "0.25 is inside the hysteresis band; 0.35 clears");
+        assert_eq!(out[0].0.at_ms, 3 * 300_000);
+        assert_eq!(out[0].0.scope, "street");
+        assert_eq!(e.acknowledge("nope", "x", "", 0).unwrap_err(), AckError::Unknown);
+    }
+}
