@@ -130,12 +130,14 @@ impl AlertInput<'_> {
     }
 }
 
-/// Last time a sensor was heard from (processing time), for deadman rules.
+/// When a sensor last reported, for deadman rules: the reading's event time, and which
+/// stream clock (input partition) to compare it with.
 #[derive(Debug, Clone)]
 struct LastSeen {
     kind: Kind,
     area: Area,
-    wall_ms: i64,
+    ts_ms: i64,
+    clock: u32,
 }
 
 #[derive(Debug)]
@@ -186,12 +188,13 @@ impl AlertEngine {
         self.states.values()
     }
 
-    /// A reading was accepted now (wall clock): the deadman timer restarts.
-    pub fn seen(&mut self, sensor: &str, kind: Kind, area: &Area, wall_ms: i64) {
+    /// A reading stamped `ts_ms` was accepted from stream `clock`: the deadman timer restarts.
+    pub fn seen(&mut self, sensor: &str, kind: Kind, area: &Area, ts_ms: i64, clock: u32) {
         if let Some(entry) = self.last_seen.get_mut(sensor) {
-            entry.wall_ms = wall_ms;
+            entry.ts_ms = entry.ts_ms.max(ts_ms);
+            entry.clock = clock;
         } else if self.last_seen.len() < self.max_sensors {
-            self.last_seen.insert(sensor.to_owned(), LastSeen { kind, area: area.clone(), wall_ms });
+            self.last_seen.insert(sensor.to_owned(), LastSeen { kind, area: area.clone(), ts_ms, clock });
         }
     }
 
@@ -276,9 +279,11 @@ impl AlertEngine {
         }
     }
 
-    /// Processing-time evaluation: deadman rules (`no_data_for`), and flapping alerts that
-    /// settled without new input.
-    pub fn tick(&mut self, now_wall_ms: i64, out: &mut Vec<(AlertEvent, AlertState)>) {
+    /// Deadman rules (`no_data_for`). A sensor's silence is measured against its stream's
+    /// clock: `now_of(clock)` is the stream's latest event time advanced by the wall time since
+    /// its last record. So a pipeline catching up on a backlog does not see every sensor as
+    /// silent, and a stream that stopped entirely still runs on the wall clock.
+    pub fn tick(&mut self, now_wall_ms: i64, now_of: &dyn Fn(u32) -> Option<i64>, out: &mut Vec<(AlertEvent, AlertState)>) {
         for index in 0..self.rules.len() {
             let RuleKind::Missing { no_data_for_ms: Some(limit), severity, .. } = self.rules[index].condition else { continue };
             let (rule_id, kind) = (self.rules[index].id.clone(), self.rules[index].kind);
@@ -287,7 +292,7 @@ impl AlertEngine {
                 .last_seen
                 .iter()
                 .filter(|(_, s)| s.kind == kind)
-                .map(|(id, s)| (id.clone(), s.area.clone(), now_wall_ms - s.wall_ms))
+                .map(|(id, s)| (id.clone(), s.area.clone(), now_of(s.clock).unwrap_or(now_wall_ms).min(now_wall_ms) - s.ts_ms))
                 .collect();
             silent.sort_by(|a, b| a.0.cmp(&b.0));
             for (sensor, area, quiet_ms) in silent {
@@ -575,19 +580,31 @@ mod tests {
     #[test]
     fn a_silent_sensor_is_noticed_by_the_wall_clock() {
         let mut e = engine();
-        e.seen("s1", Kind::Pm25, &Area::default(), 0);
+        e.seen("s1", Kind::Pm25, &Area::default(), 0, 7);
         let mut out = Vec::new();
-        e.tick(60_000, &mut out);
+        let wall = |_: u32| None;
+        e.tick(60_000, &wall, &mut out);
         assert!(out.is_empty());
-        e.tick(181_000, &mut out);
+        e.tick(181_000, &wall, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].0.rule.as_str(), out[0].0.change.as_str()), ("pm25-no-data/no_data", "fired"));
-        e.tick(200_000, &mut out);
+        e.tick(200_000, &wall, &mut out);
         assert_eq!(out.len(), 1, "still silent, nothing new");
-        e.seen("s1", Kind::Pm25, &Area::default(), 205_000);
-        e.tick(206_000, &mut out);
+        e.seen("s1", Kind::Pm25, &Area::default(), 205_000, 7);
+        e.tick(206_000, &wall, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].0.change, "resolved");
+    }
+
+    #[test]
+    fn catching_up_on_a_backlog_is_not_silence() {
+        let mut e = engine();
+        // Hours-old readings arrive now; the stream's own clock is at their time.
+        e.seen("s1", Kind::Pm25, &Area::default(), 1_000, 3);
+        let stream_at = |clock: u32| (clock == 3).then_some(60_000);
+        let mut out = Vec::new();
+        e.tick(10 * HOUR, &stream_at, &mut out);
+        assert!(out.is_empty(), "one minute of stream time, not ten hours of wall time");
     }
 
     #[test]

@@ -12,3 +12,5 @@ pub mod rules;
 pub use engine::{AckError, AlertEngine, AlertInput};
 pub use lifecycle::{AlertState, AlertStatus, FlapPolicy, Severity};
 pub use rules::{Rule, RuleError, RuleKind, Scope};
+
+pub use crate::model::AlertEvent;

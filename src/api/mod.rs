@@ -1,4 +1,5 @@
-//! The HTTP API (axum): `/healthz`, `/api/v1/series` and `/api/v1/areas`. `app(state)` builds the router,
+//! The HTTP API (axum): `/healthz`, `/api/v1/series`, `/api/v1/areas`, `/api/v1/alerts`
+//! (+ `/stream` server-sent events, + `/{fingerprint}/ack`). `app(state)` builds the router,
 //! so tests call it without a socket; `serve` binds it with a shutdown future passed in.
 
 use std::net::SocketAddr;
@@ -26,6 +27,9 @@ pub fn app(shared: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/series", get(series))
         .route("/api/v1/areas", get(areas))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/stream", get(alert_stream))
+        .route("/api/v1/alerts/{fingerprint}/ack", axum::routing::post(acknowledge))
         .with_state(Arc::new(shared))
 }
 
@@ -108,6 +112,80 @@ async fn areas(State(shared): State<Arc<Shared>>, params: Result<Query<AreaParam
     };
     let results = shared.areas.query(kind, params.window.as_deref(), level);
     Json(results.iter().map(|r| r.as_ref()).collect::<Vec<_>>()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertParams {
+    status: Option<String>,
+}
+
+/// Current and recent alerts: `status=firing` (default; acknowledged and flapping count as
+/// firing), `resolved` or `all`.
+async fn alerts(State(shared): State<Arc<Shared>>, Query(params): Query<AlertParams>) -> Response {
+    let status = params.status.unwrap_or_else(|| "firing".to_owned());
+    if !matches!(status.as_str(), "firing" | "resolved" | "all") {
+        return bad_request(format!("unknown status {status:?}: use firing, resolved or all"));
+    }
+    Json(shared.alerts.list(&status)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct AckBody {
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// An operator acknowledges a firing alert: `{"by": "…", "comment": "…"}`.
+async fn acknowledge(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(fingerprint): axum::extract::Path<String>,
+    body: Result<Json<AckBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(err) => return bad_request(err.body_text()),
+    };
+    if body.by.trim().is_empty() {
+        return bad_request("\"by\" must name who acknowledges".to_owned());
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = crate::pipeline::alerts::AckRequest { fingerprint, by: body.by, comment: body.comment, reply };
+    if shared.acks.send(request).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": "the pipeline is not running" }))).into_response();
+    }
+    match answer.await {
+        Ok(Ok(event)) => Json(event).into_response(),
+        Ok(Err(crate::alert::AckError::Unknown)) => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no alert with this fingerprint is owned by this instance" })))
+                .into_response()
+        }
+        Ok(Err(err)) => (StatusCode::CONFLICT, Json(serde_json::json!({ "error": err.to_string() }))).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": "the pipeline stopped" }))).into_response(),
+    }
+}
+
+/// Server-sent events: every current alert on connect (`event: alert-state`), then each
+/// alert event as it happens (`event: alert`).
+async fn alert_stream(
+    State(shared): State<Arc<Shared>>,
+) -> axum::response::sse::Sse<impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let receiver = shared.alerts.subscribe();
+    let current = shared.alerts.list("all");
+    let initial =
+        futures::stream::iter(current.into_iter().map(|a| Ok(Event::default().event("alert-state").json_data(a).unwrap_or_default())));
+    let live = futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((Ok(Event::default().event("alert").json_data(event).unwrap_or_default()), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(initial.chain(live)).keep_alive(KeepAlive::default())
 }
 
 #[cfg(test)]

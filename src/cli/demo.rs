@@ -48,7 +48,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = MockCluster::new(1).context("cannot start the embedded Kafka (librdkafka mock cluster)")?;
     let defaults = Settings::defaults();
     let rollup_topic = defaults.rollup.as_ref().map(|r| r.topic.as_str());
-    for topic in defaults.inputs.iter().map(|t| t.name.as_str()).chain([defaults.deadletter_topic.as_str()]).chain(rollup_topic) {
+    let alert_topics = ["city.alerts", "city.alerts.changelog"];
+    for topic in
+        defaults.inputs.iter().map(|t| t.name.as_str()).chain([defaults.deadletter_topic.as_str()]).chain(rollup_topic).chain(alert_topics)
+    {
         cluster.create_topic(topic, PARTITIONS, 1).with_context(|| format!("cannot create topic {topic}"))?;
     }
     let brokers = cluster.bootstrap_servers();
@@ -77,7 +80,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let shared = Shared::default();
     let listener = api::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "API: http://{0}/healthz  http://{0}/api/v1/series?kind=pm25&window=1m  http://{0}/api/v1/areas?kind=pm25&level=district",
+        "API: http://{0}/healthz  http://{0}/api/v1/series?kind=pm25&window=1m  http://{0}/api/v1/areas?kind=pm25&level=district  http://{0}/api/v1/alerts",
         args.listen
     );
     let server = tokio::spawn(api::serve(listener, shared.clone(), shutdown.clone()));
@@ -101,13 +104,25 @@ fn demo_settings(brokers: &str, listen: SocketAddr) -> anyhow::Result<Settings> 
     let text = format!(
         "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"citysense-demo\"\n[api]\nlisten = \"{listen}\"\n[pipeline]\nshutdown_timeout = \"5s\"\n[rollup]\ngroup_id = \"citysense-demo-areas\"\n"
     );
-    Ok(config::parse(&text, "demo settings", Vec::new())?)
+    let mut settings = config::parse(&text, "demo settings", Vec::new())?;
+    let rules = crate::alert::rules::parse_rules(include_str!("../../deploy/rules.toml"), "deploy/rules.toml")
+        .map_err(|problems| anyhow::anyhow!("built-in rules: {problems:?}"))?;
+    settings.alerts = Some(config::settings::AlertSettings {
+        rules,
+        topic: "city.alerts".into(),
+        changelog_topic: "city.alerts.changelog".into(),
+        flap: crate::alert::FlapPolicy::default(),
+        alertmanager_url: None,
+        resend_interval_ms: 60_000,
+    });
+    Ok(settings)
 }
 
 /// Publishes the backfill at full speed, then live readings each second until shutdown.
 fn simulate_city(city: City, seed: u64, publisher: RecordPublisher, shutdown: CancellationToken) {
     let start = wall_ms() - BACKFILL.as_millis() as i64;
     let mut generator = Generator::new(city, seed, start, SimFormat::Mixed, FaultRates::REALISTIC);
+    generator.script_faults(wall_ms());
     let mut batch = Vec::new();
     while !shutdown.is_cancelled() {
         batch.clear();
@@ -149,6 +164,15 @@ fn print_summary(shared: &Shared) {
         stats.open_windows.load(Ordering::Relaxed),
         stats.tracked_sensors.load(Ordering::Relaxed),
     );
+    let firing = shared.alerts.list("firing");
+    if !firing.is_empty() {
+        let mut by_rule: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for a in &firing {
+            *by_rule.entry(a.rule.as_str()).or_default() += 1;
+        }
+        let list: Vec<String> = by_rule.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!("  alerts firing {}: {}  (http://…/api/v1/alerts)", firing.len(), list.join(", "));
+    }
     let latest = shared.store.latest_by_district(Kind::Pm25, "1m");
     if !latest.is_empty() {
         let line: Vec<String> = latest.iter().map(|(d, (mean, n, _))| format!("{d} {mean:.1} ({n})")).collect();

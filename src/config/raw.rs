@@ -21,6 +21,40 @@ pub struct RawConfig {
     pub pipeline: RawPipeline,
     pub domain: RawDomain,
     pub rollup: RawRollup,
+    pub alerts: RawAlerts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlerts {
+    /// Rules file (TOML, `[[rule]]` tables); absent: no alerts.
+    pub rules: Option<String>,
+    /// Alert events, keyed by fingerprint.
+    pub topic: String,
+    /// Compacted changelog of alert state, keyed by fingerprint (restored on start).
+    pub changelog_topic: String,
+    /// More than this many fire/resolve transitions within `flap_period` marks an alert
+    /// flapping; it is held firing until it settles.
+    pub flap_max_transitions: i64,
+    pub flap_period: String,
+    /// Alertmanager base URL (POSTs to /api/v2/alerts); absent: no webhook.
+    pub alertmanager_url: Option<String>,
+    /// How often firing alerts are re-posted to Alertmanager.
+    pub resend_interval: String,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts {
+            rules: None,
+            topic: "city.alerts".into(),
+            changelog_topic: "city.alerts.changelog".into(),
+            flap_max_transitions: 4,
+            flap_period: "1h".into(),
+            alertmanager_url: None,
+            resend_interval: "1m".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -84,6 +84,18 @@ pub struct Settings {
     pub domain: DomainSettings,
     /// The area stage, when enabled.
     pub rollup: Option<RollupSettings>,
+    /// Alerting, when a rules file is configured.
+    pub alerts: Option<AlertSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub rules: Vec<crate::alert::Rule>,
+    pub topic: String,
+    pub changelog_topic: String,
+    pub flap: crate::alert::FlapPolicy,
+    pub alertmanager_url: Option<String>,
+    pub resend_interval_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -332,6 +344,50 @@ impl Settings {
             c.problem("rollup.group_id", "must be set and differ from kafka.group_id");
         }
         let rollup = r.enabled.then(|| RollupSettings { topic: r.topic.clone(), group_id: r.group_id.clone() });
+        let a = &raw.alerts;
+        let alerts = a.rules.as_ref().map(|path| {
+            let rules = match std::fs::read_to_string(path) {
+                Ok(text) => crate::alert::rules::parse_rules(&text, path).unwrap_or_else(|problems| {
+                    for p in problems {
+                        c.problem(&format!("alerts.rules ({path}) {}", p.field), p.reason);
+                    }
+                    Vec::new()
+                }),
+                Err(err) => {
+                    c.problem("alerts.rules", format!("cannot read {path}: {err}"));
+                    Vec::new()
+                }
+            };
+            for rule in &rules {
+                if let Some(w) = &rule.window {
+                    if !labels[rule.kind.index()].contains(w) {
+                        c.problem(
+                            "alerts.rules",
+                            format!("rule {:?} reads window {w:?}, which windows.{} does not define", rule.id, rule.kind),
+                        );
+                    }
+                }
+            }
+            if a.topic.trim().is_empty() || a.changelog_topic.trim().is_empty() || a.topic == a.changelog_topic {
+                c.problem("alerts.changelog_topic", "alerts.topic and alerts.changelog_topic must be two topics");
+            }
+            if let Some(url) = &a.alertmanager_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    c.problem("alerts.alertmanager_url", format!("{url:?} must start with http:// or https://"));
+                }
+            }
+            AlertSettings {
+                rules,
+                topic: a.topic.clone(),
+                changelog_topic: a.changelog_topic.clone(),
+                flap: crate::alert::FlapPolicy {
+                    max_transitions: c.positive("alerts.flap_max_transitions", a.flap_max_transitions),
+                    period_ms: c.duration("alerts.flap_period", &a.flap_period, 1_000),
+                },
+                alertmanager_url: a.alertmanager_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+                resend_interval_ms: c.duration("alerts.resend_interval", &a.resend_interval, 1_000),
+            }
+        });
         let commit_interval_ms = c.duration("pipeline.commit_interval", &raw.pipeline.commit_interval, 10);
         let shutdown_timeout_ms = c.duration("pipeline.shutdown_timeout", &raw.pipeline.shutdown_timeout, 100);
 
@@ -362,6 +418,7 @@ impl Settings {
             shutdown_timeout_ms,
             domain,
             rollup,
+            alerts,
         })
     }
 

@@ -12,12 +12,15 @@ use rdkafka::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::alerts::{AckRequest, AlertOut};
 use super::offsets::OffsetTracker;
 use super::{run_sink, Shared};
+use crate::alert::{AlertEngine, AlertInput, AlertState, Scope};
 use crate::config::Settings;
 use crate::model::Kind;
 use crate::registry::Registry;
 use crate::rollup::{AggregateMessage, AreaCatalog, AreaEmit, AreaPartition, AreaResult, AreaSettings};
+use crate::sink::alerts::Release;
 use crate::sink::influx::InfluxWriter;
 use crate::sink::line_protocol::encode_area;
 use crate::source::aggregates::AggregatesSource;
@@ -71,8 +74,24 @@ impl PartitionState {
     }
 }
 
-pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, shutdown: CancellationToken) -> Result<(), AreaStageError> {
+pub async fn run(
+    settings: Settings,
+    registry: Arc<Registry>,
+    shared: Shared,
+    shutdown: CancellationToken,
+    alert_events: Option<mpsc::Sender<AlertOut>>,
+    restored: Vec<AlertState>,
+    mut acks: mpsc::Receiver<AckRequest>,
+) -> Result<(), AreaStageError> {
     let Some(rollup) = settings.rollup.clone() else { return Ok(()) };
+    let alert_rules: Vec<_> =
+        settings.alerts.as_ref().map(|a| a.rules.iter().filter(|r| r.scope != Scope::Sensor).cloned().collect()).unwrap_or_default();
+    let mut engine =
+        AlertEngine::new(alert_rules, settings.alerts.as_ref().map(|a| a.flap).unwrap_or_default(), settings.max_tracked_sensors);
+    for state in restored {
+        engine.restore(state);
+    }
+    let mut alert_scratch = Vec::new();
     let source = AggregatesSource::new(&settings.kafka, &rollup.group_id, &rollup.topic).map_err(AreaStageError::Consumer)?;
     let mut sources_per_kind = [0usize; 4];
     for input in &settings.inputs {
@@ -117,6 +136,19 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            Some(request) = acks.recv() => {
+                match engine.acknowledge(&request.fingerprint, &request.by, &request.comment, super::wall_ms()) {
+                    Ok((event, state)) => {
+                        if let Some(events) = &alert_events {
+                            let _ = events.send(AlertOut { event: event.clone(), state, releases: [None, None] }).await;
+                        }
+                        let _ = request.reply.send(Ok(event));
+                    }
+                    Err(err) => {
+                        let _ = request.reply.send(Err(err));
+                    }
+                }
+            }
             _ = tick.tick() => {
                 for revoked in source.take_revoked() {
                     partitions.remove(&revoked);
@@ -161,6 +193,23 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
                     }
                 }
                 for emit in emits.drain(..) {
+                    if let Some(events) = &alert_events {
+                        for result in &emit.results {
+                            engine.evaluate(AlertInput::Area(result), &mut alert_scratch);
+                        }
+                        for (event, state) in alert_scratch.drain(..) {
+                            let release = |offsets: Arc<Mutex<OffsetTracker<i32>>>, offset: i64| {
+                                Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(partition, offset)))
+                            };
+                            {
+                                let mut o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                                o.hold(partition, emit.hold_offset);
+                                o.hold(partition, emit.hold_offset);
+                            }
+                            let releases = [Some(release(offsets.clone(), emit.hold_offset)), Some(release(offsets.clone(), emit.hold_offset))];
+                            let _ = events.send(AlertOut { event, state, releases }).await;
+                        }
+                    }
                     if results_tx.send(AreaBatch { partition, hold_offset: emit.hold_offset, results: emit.results }).await.is_err() {
                         break;
                     }

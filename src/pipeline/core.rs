@@ -5,12 +5,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::alert::{AlertEngine, AlertEvent, AlertInput, AlertState, FlapPolicy, Rule};
 use crate::config::Settings;
 use crate::decode::{Decoder, Format, Rejection};
 use crate::domain::enrich::{enrich, DomainMemory, DomainSettings};
 use crate::model::Kind;
 use crate::registry::Registry;
 use crate::window::{ClosedWindow, PartitionWindows, SensorBudget, WindowSpec, WindowTiming};
+
+/// A stream clock id for the alert engine's deadman timer: one per input partition.
+fn clock_of(source: SourcePartition) -> u32 {
+    source.kind.index() as u32 * 1_000_000 + source.partition.max(0) as u32
+}
 
 /// An input partition: the feed (one topic per kind) and the Kafka partition number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,6 +42,15 @@ pub struct Emitted {
     pub window: ClosedWindow,
 }
 
+/// An alert event waiting for its sinks, with the state to checkpoint and the input offset
+/// it holds (none for processing-time events such as the deadman timer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingAlert<H> {
+    pub event: AlertEvent,
+    pub state: AlertState,
+    pub hold: Option<H>,
+}
+
 /// What the core needs from the settings.
 #[derive(Debug, Clone)]
 pub struct CoreSettings {
@@ -45,6 +60,8 @@ pub struct CoreSettings {
     pub idle_timeout_ms: i64,
     pub max_tracked_sensors: usize,
     pub domain: DomainSettings,
+    pub alert_rules: Vec<Rule>,
+    pub flap: FlapPolicy,
 }
 
 impl From<&Settings> for CoreSettings {
@@ -56,6 +73,8 @@ impl From<&Settings> for CoreSettings {
             idle_timeout_ms: s.idle_timeout_ms,
             max_tracked_sensors: s.max_tracked_sensors,
             domain: s.domain.clone(),
+            alert_rules: s.alerts.as_ref().map(|a| a.rules.clone()).unwrap_or_default(),
+            flap: s.alerts.as_ref().map(|a| a.flap).unwrap_or_default(),
         }
     }
 }
@@ -69,13 +88,38 @@ pub struct Processor {
     budget: SensorBudget,
     scratch: Vec<ClosedWindow>,
     memory: DomainMemory,
+    alerts: AlertEngine,
+    /// Kinds with a deadman rule: only their readings restart the timer.
+    deadman_kinds: [bool; 4],
+    alert_scratch: Vec<(AlertEvent, AlertState)>,
+    pending_alerts: Vec<PendingAlert<(SourcePartition, i64)>>,
 }
 
 impl Processor {
     pub fn new(settings: CoreSettings, registry: Arc<Registry>) -> Self {
         let budget = SensorBudget { tracked: 0, cap: settings.max_tracked_sensors };
         let specs = settings.windows.clone().map(Arc::from);
-        Processor { settings, specs, registry, partitions: HashMap::new(), budget, scratch: Vec::new(), memory: DomainMemory::default() }
+        let rules: Vec<Rule> = settings.alert_rules.iter().filter(|r| r.scope == crate::alert::Scope::Sensor).cloned().collect();
+        let mut deadman_kinds = [false; 4];
+        for rule in &rules {
+            if matches!(rule.condition, crate::alert::RuleKind::Missing { no_data_for_ms: Some(_), .. }) {
+                deadman_kinds[rule.kind.index()] = true;
+            }
+        }
+        let alerts = AlertEngine::new(rules, settings.flap, settings.max_tracked_sensors);
+        Processor {
+            settings,
+            specs,
+            registry,
+            partitions: HashMap::new(),
+            budget,
+            scratch: Vec::new(),
+            memory: DomainMemory::default(),
+            alerts,
+            deadman_kinds,
+            alert_scratch: Vec::new(),
+            pending_alerts: Vec::new(),
+        }
     }
 
     /// Decodes, validates and windows one record. `Err` is its dead-letter verdict; closed
@@ -84,10 +128,17 @@ impl Processor {
         let kind = record.source.kind;
         let reading =
             self.settings.decoder.decode(kind, record.format, record.payload, record.content_type, &self.registry, now_wall_ms)?;
+        let heard =
+            self.deadman_kinds[kind.index()].then(|| (reading.sensor_id.clone(), reading.area.clone(), reading.ts_ms.min(now_wall_ms)));
         let (specs, timing) = (&self.specs[kind.index()], &self.settings.timing);
         let windows =
             self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), timing.clone(), now_wall_ms));
         let result = windows.add(reading, record.offset, &mut self.budget, now_wall_ms, &mut self.scratch);
+        if let (Ok(()), Some((sensor, area, ts))) = (&result, heard) {
+            // The deadman timer runs on the reading's own time, so a replayed history
+            // (the demo's backfill) shows which sensors fell silent and when.
+            self.alerts.seen(&sensor, kind, &area, ts, clock_of(record.source));
+        }
         self.finish_closed(record.source, emitted);
         result
     }
@@ -104,8 +155,50 @@ impl Processor {
             for mut window in self.scratch.drain(..) {
                 let info = self.registry.get(&window.result.sensor_id);
                 enrich(&mut window.result, info, &self.settings.domain, &mut self.memory);
+                self.alerts.evaluate(AlertInput::Window(&window.result), &mut self.alert_scratch);
+                let hold = (*source, window.first_offset);
+                self.pending_alerts.extend(self.alert_scratch.drain(..).map(|(event, state)| PendingAlert {
+                    event,
+                    state,
+                    hold: Some(hold),
+                }));
                 emitted.push(Emitted { source: *source, window });
             }
+        }
+        // Each stream's clock: its latest event time, advanced by the wall time since its
+        // last record (so a stream that stopped still ages).
+        let clocks: HashMap<u32, i64> = self
+            .partitions
+            .iter()
+            .filter(|(_, w)| w.watermark() > i64::MIN)
+            .map(|(s, w)| {
+                (clock_of(*s), w.watermark() + self.settings.timing.out_of_orderness_ms + (now_wall_ms - w.last_record_wall_ms()).max(0))
+            })
+            .collect();
+        self.alerts.tick(now_wall_ms, &|clock| clocks.get(&clock).copied(), &mut self.alert_scratch);
+        self.pending_alerts.extend(self.alert_scratch.drain(..).map(|(event, state)| PendingAlert { event, state, hold: None }));
+    }
+
+    /// Alert events produced since the last call.
+    pub fn take_alerts(&mut self) -> Vec<PendingAlert<(SourcePartition, i64)>> {
+        std::mem::take(&mut self.pending_alerts)
+    }
+
+    /// An operator acknowledges an alert this processor owns.
+    pub fn acknowledge(
+        &mut self,
+        fingerprint: &str,
+        by: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<PendingAlert<(SourcePartition, i64)>, crate::alert::AckError> {
+        self.alerts.acknowledge(fingerprint, by, comment, now_ms).map(|(event, state)| PendingAlert { event, state, hold: None })
+    }
+
+    /// Restores alert state from the changelog (sensor-scope alerts only).
+    pub fn restore_alert(&mut self, state: AlertState) {
+        if state.scope == "sensor" {
+            self.alerts.restore(state);
         }
     }
 
@@ -114,6 +207,9 @@ impl Processor {
         for mut window in self.scratch.drain(..) {
             let info = self.registry.get(&window.result.sensor_id);
             enrich(&mut window.result, info, &self.settings.domain, &mut self.memory);
+            self.alerts.evaluate(AlertInput::Window(&window.result), &mut self.alert_scratch);
+            let hold = (source, window.first_offset);
+            self.pending_alerts.extend(self.alert_scratch.drain(..).map(|(event, state)| PendingAlert { event, state, hold: Some(hold) }));
             emitted.push(Emitted { source, window });
         }
     }

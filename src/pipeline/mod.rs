@@ -7,6 +7,7 @@
 //!  acknowledgements ─▶ offsets::OffsetTracker ─▶ commit
 //! ```
 
+pub mod alerts;
 pub mod areas;
 pub mod core;
 pub mod offsets;
@@ -28,6 +29,7 @@ use crate::config::Settings;
 use crate::registry::Registry;
 use crate::rollup::SensorWindow;
 use crate::sink::aggregates::AggregatesSink;
+use crate::sink::alerts::{AlertProducer, AlertStore, Release};
 use crate::sink::deadletter::DeadLetterSink;
 use crate::sink::influx::InfluxWriter;
 use crate::sink::line_protocol::encode_window;
@@ -51,14 +53,34 @@ pub enum PipelineError {
     Aggregates { topic: String, source: rdkafka::error::KafkaError },
     #[error("area stage: {0}")]
     Areas(#[from] areas::AreaStageError),
+    #[error("cannot use the alert topics ({topic}): {source}")]
+    Alerts { topic: String, source: rdkafka::error::KafkaError },
 }
 
 /// What the running pipeline shares with the API and the terminal summary.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Shared {
     pub store: Arc<MemoryStore>,
     pub areas: Arc<AreaStore>,
+    pub alerts: Arc<AlertStore>,
     pub stats: Arc<PipelineStats>,
+    /// Acknowledgements from the API to the pipeline (which owns the alert engines).
+    pub acks: mpsc::Sender<alerts::AckRequest>,
+    ack_inbox: Arc<Mutex<Option<mpsc::Receiver<alerts::AckRequest>>>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        let (acks, inbox) = mpsc::channel(64);
+        Shared {
+            store: Arc::default(),
+            areas: Arc::default(),
+            alerts: Arc::default(),
+            stats: Arc::default(),
+            acks,
+            ack_inbox: Arc::new(Mutex::new(Some(inbox))),
+        }
+    }
 }
 
 pub fn wall_ms() -> i64 {
@@ -68,9 +90,53 @@ pub fn wall_ms() -> i64 {
 /// Runs the pipeline until `shutdown` is cancelled, then drains: flushes the sinks, waits
 /// for dead-letter acknowledgements and commits what is safe, within the shutdown timeout.
 pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, shutdown: CancellationToken) -> Result<(), PipelineError> {
-    let areas =
-        settings.rollup.as_ref().map(|_| tokio::spawn(areas::run(settings.clone(), registry.clone(), shared.clone(), shutdown.clone())));
-    let result = run_sensor_stage(settings, registry, shared, shutdown.clone()).await;
+    let ack_inbox = shared.ack_inbox.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let (area_acks_tx, area_acks_rx) = mpsc::channel::<alerts::AckRequest>(64);
+    // Alerts: one task per instance for both stages, and the state both engines restore.
+    let (alerts_tx, alert_task, restored) = match &settings.alerts {
+        Some(a) => {
+            let producer = AlertProducer::new(&settings.kafka.brokers, &a.topic, &a.changelog_topic)
+                .map_err(|source| PipelineError::Alerts { topic: a.topic.clone(), source })?;
+            let restored = restore_alert_states(&settings.kafka.brokers, &a.changelog_topic)
+                .map_err(|source| PipelineError::Alerts { topic: a.changelog_topic.clone(), source })?;
+            for state in &restored {
+                shared.alerts.restore(state);
+            }
+            tracing::info!(
+                alerts = restored.len(),
+                firing = restored.iter().filter(|s| s.firing.is_some()).count(),
+                "Alert state restored"
+            );
+            let (tx, rx) = mpsc::channel::<alerts::AlertOut>(4_096);
+            let manager = a
+                .alertmanager_url
+                .clone()
+                .map(|url| alerts::Alertmanager { url, resend: Duration::from_millis(a.resend_interval_ms as u64) });
+            let influx = settings.influx.as_ref().map(InfluxWriter::new);
+            let task = tokio::spawn(alerts::run_alert_sink(rx, producer, influx, manager, shared.alerts.clone(), CancellationToken::new()));
+            (Some(tx), Some(task), restored)
+        }
+        None => (None, None, Vec::new()),
+    };
+    let areas = settings.rollup.as_ref().map(|_| {
+        let restored: Vec<_> = restored.iter().filter(|s| s.scope != "sensor").cloned().collect();
+        tokio::spawn(areas::run(
+            settings.clone(),
+            registry.clone(),
+            shared.clone(),
+            shutdown.clone(),
+            alerts_tx.clone(),
+            restored,
+            area_acks_rx,
+        ))
+    });
+    let sensor_alerts = SensorAlerts {
+        events: alerts_tx,
+        acks: ack_inbox,
+        forward_acks: area_acks_tx,
+        restored: restored.into_iter().filter(|s| s.scope == "sensor").collect(),
+    };
+    let result = run_sensor_stage(settings, registry, shared, shutdown.clone(), sensor_alerts).await;
     shutdown.cancel();
     if let Some(areas) = areas {
         match areas.await {
@@ -79,7 +145,56 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
             Ok(Ok(())) => {}
         }
     }
+    if let Some(task) = alert_task {
+        let _ = task.await;
+    }
     result
+}
+
+/// Stage 1's alert plumbing.
+struct SensorAlerts {
+    events: Option<mpsc::Sender<alerts::AlertOut>>,
+    acks: Option<mpsc::Receiver<alerts::AckRequest>>,
+    /// Fingerprints stage 1 does not own go on to the area stage.
+    forward_acks: mpsc::Sender<alerts::AckRequest>,
+    restored: Vec<crate::alert::AlertState>,
+}
+
+/// The last state of every alert in the changelog.
+fn restore_alert_states(brokers: &str, topic: &str) -> Result<Vec<crate::alert::AlertState>, rdkafka::error::KafkaError> {
+    let latest = crate::source::changelog::read_latest(brokers, topic)?;
+    let mut states: Vec<crate::alert::AlertState> = latest.values().filter_map(|v| serde_json::from_slice(v).ok()).collect();
+    states.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    Ok(states)
+}
+
+/// Sends stage 1's pending alerts to the alert task, holding their input offsets twice
+/// (alerts topic and changelog) until delivered.
+async fn send_alerts(
+    pending: Vec<self::core::PendingAlert<(SourcePartition, i64)>>,
+    events: &mpsc::Sender<alerts::AlertOut>,
+    offsets: &Arc<Mutex<OffsetTracker>>,
+) {
+    for alert in pending {
+        let releases = match alert.hold {
+            Some((source, offset)) => {
+                {
+                    let mut o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                    o.hold(source, offset);
+                    o.hold(source, offset);
+                }
+                let release = |offsets: Arc<Mutex<OffsetTracker>>| {
+                    Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(source, offset)))
+                };
+                [Some(release(offsets.clone())), Some(release(offsets.clone()))]
+            }
+            None => [None, None],
+        };
+        if events.send(alerts::AlertOut { event: alert.event, state: alert.state, releases }).await.is_err() {
+            tracing::error!("Alert task ended early; alerts will be re-evaluated after restart");
+            return;
+        }
+    }
 }
 
 /// Stage 1: input topics → validated readings → sensor windows → sinks (and the
@@ -89,6 +204,7 @@ async fn run_sensor_stage(
     registry: Arc<Registry>,
     shared: Shared,
     shutdown: CancellationToken,
+    mut alerting: SensorAlerts,
 ) -> Result<(), PipelineError> {
     let source = KafkaSource::new(&settings.kafka, &settings.inputs)
         .map_err(|source| PipelineError::Consumer { brokers: settings.kafka.brokers.clone(), source })?;
@@ -96,6 +212,10 @@ async fn run_sensor_stage(
     let deadletters = DeadLetterSink::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.deadletter_topic, offsets.clone())
         .map_err(|source| PipelineError::Producer { brokers: settings.kafka.brokers.clone(), source })?;
     let mut processor = Processor::new(CoreSettings::from(&settings), registry);
+    for state in std::mem::take(&mut alerting.restored) {
+        processor.restore_alert(state);
+    }
+    let mut acks = alerting.acks.take();
     let aggregates = match &settings.rollup {
         Some(rollup) => Some(
             AggregatesSink::new(&settings.kafka.brokers, &settings.kafka.properties, &rollup.topic, offsets.clone())
@@ -149,6 +269,25 @@ async fn run_sensor_stage(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            Some(request) = async { match acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                match processor.acknowledge(&request.fingerprint, &request.by, &request.comment, wall_ms()) {
+                    Ok(pending) => {
+                        let event = pending.event.clone();
+                        if let Some(events) = &alerting.events {
+                            send_alerts(vec![pending], events, &offsets).await;
+                        }
+                        let _ = request.reply.send(Ok(event));
+                    }
+                    Err(crate::alert::AckError::Unknown) => {
+                        if let Err(mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r)) = alerting.forward_acks.try_send(request) {
+                            let _ = r.reply.send(Err(crate::alert::AckError::Unknown));
+                        }
+                    }
+                    Err(err) => {
+                        let _ = request.reply.send(Err(err));
+                    }
+                }
+            }
             _ = tick.tick() => {
                 for revoked in source.take_revoked() {
                     processor.drop_partition(revoked);
@@ -162,6 +301,9 @@ async fn run_sensor_stage(
                 forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
                 if let Some(aggregates) = &aggregates {
                     announce_watermarks(&processor, &source, aggregates, &mut announced);
+                }
+                if let Some(events) = &alerting.events {
+                    send_alerts(processor.take_alerts(), events, &offsets).await;
                 }
                 shared.stats.tracked_sensors.store(processor.tracked_sensors() as u64, Ordering::Relaxed);
                 shared.stats.open_windows.store(processor.open_windows() as u64, Ordering::Relaxed);
@@ -195,6 +337,9 @@ async fn run_sensor_stage(
                 }
                 offsets.lock().unwrap_or_else(|e| e.into_inner()).consumed(partition, message.offset());
                 forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
+                if let Some(events) = &alerting.events {
+                    send_alerts(processor.take_alerts(), events, &offsets).await;
+                }
             }
         }
     }

@@ -128,7 +128,27 @@ pub struct SimRecord {
     pub seq: Option<u64>,
 }
 
+/// Scripted faults for the demo, so a newcomer sees alerts at once: around `at_ms` one
+/// PM2.5 station is stuck, one falls silent, one underpass floods and one pile is faulted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScriptedFaults {
+    pub at_ms: i64,
+    stuck: usize,
+    silent: usize,
+    flooding: usize,
+    faulted: usize,
+}
+
+/// How long before `at_ms` each scripted fault starts.
+const STUCK_FOR_MS: i64 = 30 * 60_000;
+const SILENT_FOR_MS: i64 = 10 * 60_000;
+const FLOOD_FOR_MS: i64 = 40 * 60_000;
+const FAULTED_FOR_MS: i64 = 30 * 60_000;
+/// The scripted underpass fills at 0.6 m/h (0.05 m per 5 min, the SPEC §8 rise-rate line).
+const FLOOD_RATE_M_PER_H: f64 = 0.6;
+
 pub struct Generator {
+    scripted: Option<ScriptedFaults>,
     city: City,
     rng: SmallRng,
     faults: FaultRates,
@@ -145,7 +165,20 @@ impl Generator {
         let due = city.sensors.iter().enumerate().map(|(i, s)| Reverse((start_ms + rng.gen_range(0..s.interval_ms), i))).collect();
         let piles = vec![PileStatus::Available; city.sensors.len()];
         let seq = vec![0; city.sensors.len()];
-        Generator { city, rng, faults, format, due, piles, seq }
+        Generator { scripted: None, city, rng, faults, format, due, piles, seq }
+    }
+
+    /// Adds the demo's scripted faults around `at_ms` (see `ScriptedFaults`).
+    pub fn script_faults(&mut self, at_ms: i64) {
+        let find = |f: &dyn Fn(&SimSensor) -> bool| self.city.sensors.iter().position(f).unwrap_or(usize::MAX);
+        let pm: Vec<usize> = self.city.sensors.iter().enumerate().filter(|(_, s)| s.kind == Kind::Pm25).map(|(i, _)| i).take(2).collect();
+        self.scripted = Some(ScriptedFaults {
+            at_ms,
+            stuck: pm.first().copied().unwrap_or(usize::MAX),
+            silent: pm.get(1).copied().unwrap_or(usize::MAX),
+            flooding: find(&|s| s.kind == Kind::Water && s.warning_level.is_none()),
+            faulted: find(&|s| s.kind == Kind::Charging),
+        });
     }
 
     /// Sets every sensor's reporting interval (the load generator's `--rate`).
@@ -186,6 +219,11 @@ impl Generator {
     }
 
     fn emit(&mut self, index: usize, ts_ms: i64, out: &mut Vec<SimRecord>) {
+        if let Some(s) = self.scripted {
+            if index == s.silent && ts_ms >= s.at_ms - SILENT_FOR_MS {
+                return;
+            }
+        }
         self.seq[index] += 1;
         let seq = self.seq[index];
         let fault = self.faults.pick(&mut self.rng);
@@ -202,13 +240,27 @@ impl Generator {
             _ => ts_ms,
         };
         let noise: f64 = self.rng.gen_range(-1.0..1.0);
+        let scripted = self.scripted;
         let (payload, value, unit, seq) = if sensor.kind == Kind::Charging {
-            let status = self.next_pile_status(index);
+            let mut status = self.next_pile_status(index);
+            if scripted.is_some_and(|s| index == s.faulted && ts_ms >= s.at_ms - FAULTED_FOR_MS) {
+                status = PileStatus::Faulted;
+            }
             let sensor = &self.city.sensors[index];
             let (payload, power) = pile_payload(sensor, claimed_ts, status, seq, protobuf, fault, noise);
             (payload, power, "kW", Some(seq))
         } else {
-            let (value, unit) = level_value(sensor, ts_ms, noise);
+            let (mut value, unit) = level_value(sensor, ts_ms, noise);
+            if let Some(s) = scripted {
+                if index == s.stuck && ts_ms >= s.at_ms - STUCK_FOR_MS {
+                    value = 42.0; // A frozen reading: zero variance.
+                }
+                if index == s.flooding && ts_ms >= s.at_ms - FLOOD_FOR_MS {
+                    let hours = (ts_ms - (s.at_ms - FLOOD_FOR_MS)) as f64 / HOUR_MS;
+                    value = (FLOOD_RATE_M_PER_H * hours * 1000.0).round() / 10.0;
+                    // cm, as this vendor sends
+                }
+            }
             let with_seq = sensor.vendor == SEQ_VENDOR;
             (level_payload(sensor, claimed_ts, value, unit, seq, protobuf, fault), value, unit, with_seq.then_some(seq))
         };
@@ -240,8 +292,8 @@ impl Generator {
         use PileStatus::*;
         let x: f64 = self.rng.gen();
         let next = match self.piles[index] {
-            Available if x < 0.08 => Preparing,
-            Available if x < 0.082 => Faulted,
+            Available if x < 0.04 => Preparing,
+            Available if x < 0.041 => Faulted,
             Preparing => Charging,
             Charging if x < 0.03 => Finishing,
             Finishing => Available,

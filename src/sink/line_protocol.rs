@@ -140,6 +140,38 @@ pub fn encode_window(result: &WindowResult, out: &mut String) {
     let _ = writeln!(out, " {}", result.end_ms);
 }
 
+/// Appends one `alert` point: tags `district`, `fingerprint`, `grid`, `rule`, `scope`,
+/// `severity`, `status`, `street`; the value, threshold, event id and summary as fields; the
+/// event time as timestamp.
+pub fn encode_alert_line(event: &crate::model::AlertEvent, out: &mut String) {
+    out.push_str("alert");
+    for (key, value) in [
+        ("district", event.district.as_str()),
+        ("fingerprint", event.fingerprint.as_str()),
+        ("grid", event.grid.as_str()),
+        ("rule", event.rule.as_str()),
+        ("scope", event.scope.as_str()),
+        ("severity", event.severity.as_str()),
+        ("status", event.status.as_str()),
+        ("street", event.street.as_str()),
+    ] {
+        if !value.is_empty() {
+            out.push(',');
+            out.push_str(key);
+            out.push('=');
+            escape_tag(value, out);
+        }
+    }
+    let mut fields = Fields { out, first: true };
+    fields.float("value", event.value);
+    fields.float("threshold", event.threshold);
+    fields.string("event_id", &event.event_id);
+    fields.string("change", &event.change);
+    fields.string("scope_key", &event.scope_key);
+    fields.string("summary", &event.summary);
+    let _ = writeln!(out, " {}", event.at_ms);
+}
+
 /// Writes `name=value` pairs separated by commas, after the tag set.
 struct Fields<'a> {
     out: &'a mut String,

@@ -4,6 +4,7 @@
 //! knows the line protocol and the HTTP clients.
 
 pub mod aggregates;
+pub mod alerts;
 pub mod deadletter;
 pub mod influx;
 pub mod line_protocol;

@@ -2,4 +2,5 @@
 //! the area stage).
 
 pub mod aggregates;
+pub mod changelog;
 pub mod kafka;

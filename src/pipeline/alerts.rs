@@ -1,0 +1,84 @@
+//! The alert task: every alert event of both stages goes to the alerts topic and the state
+//! changelog (whose deliveries release the input offsets the event held), to InfluxDB, to
+//! the in-memory store (API and server-sent events) and to Alertmanager, which also gets
+//! every firing alert again at the resend interval, as it expects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::{AckError, AlertEvent, AlertState};
+use crate::sink::alerts::{encode_alert, to_alertmanager, AlertProducer, AlertStore, AlertView, Release};
+use crate::sink::influx::InfluxWriter;
+
+/// One event on its way to the sinks; each release runs on one Kafka delivery.
+pub struct AlertOut {
+    pub event: AlertEvent,
+    pub state: AlertState,
+    pub releases: [Option<Release>; 2],
+}
+
+/// An operator's acknowledgement, routed to the engine that owns the fingerprint.
+pub struct AckRequest {
+    pub fingerprint: String,
+    pub by: String,
+    pub comment: String,
+    pub reply: oneshot::Sender<Result<AlertEvent, AckError>>,
+}
+
+pub struct Alertmanager {
+    pub url: String,
+    pub resend: Duration,
+}
+
+pub async fn run_alert_sink(
+    mut events: mpsc::Receiver<AlertOut>,
+    producer: AlertProducer,
+    mut influx: Option<InfluxWriter>,
+    alertmanager: Option<Alertmanager>,
+    store: Arc<AlertStore>,
+    give_up: CancellationToken,
+) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+    let mut resend = tokio::time::interval(alertmanager.as_ref().map_or(Duration::from_secs(3600), |a| a.resend));
+    loop {
+        tokio::select! {
+            out = events.recv() => {
+                let Some(out) = out else { break };
+                producer.send(&out.event, &out.state, out.releases);
+                store.record(&out.event, &out.state);
+                tracing::info!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
+                if let Some(writer) = influx.as_mut() {
+                    writer.push(&out.event, encode_alert);
+                    writer.flush(give_up.cancelled()).await;
+                }
+                if let Some(am) = &alertmanager {
+                    let view: Vec<AlertView> = store.list("all").into_iter().filter(|v| v.fingerprint == out.event.fingerprint).collect();
+                    post(&client, &am.url, &view).await;
+                }
+            }
+            _ = resend.tick() => {
+                if let Some(am) = &alertmanager {
+                    post(&client, &am.url, &store.list("firing")).await;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(5));
+}
+
+/// POSTs alerts to Alertmanager's v2 API; failures are logged (the alerts topic is the
+/// record; the next resend repeats every firing alert).
+async fn post(client: &reqwest::Client, url: &str, views: &[AlertView]) {
+    if views.is_empty() {
+        return;
+    }
+    let body: Vec<_> = views.iter().map(to_alertmanager).collect();
+    match client.post(format!("{url}/api/v2/alerts")).json(&body).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(status = %r.status(), "Alertmanager refused alerts"),
+        Err(err) => tracing::warn!(error = %err, "Alertmanager unreachable"),
+    }
+}

@@ -1,0 +1,260 @@
+//! Where alert events go: the alerts topic (keyed by fingerprint) and the state changelog
+//! (compacted, keyed by fingerprint) through one producer; InfluxDB (`alert` measurement);
+//! the in-memory `AlertStore` behind the API and its server-sent events; and an
+//! Alertmanager-compatible webhook.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use tokio::sync::broadcast;
+
+use crate::alert::{AlertEvent, AlertState};
+use crate::model::rfc3339;
+
+/// Recent events kept for `/api/v1/alerts?status=all` and late SSE subscribers.
+const RECENT_EVENTS: usize = 10_000;
+
+/// Runs once the broker has the record: releases the input offset it held.
+pub struct Release(pub Box<dyn FnOnce() + Send + Sync>);
+
+pub struct ReleaseOnDelivery {
+    pub failed: AtomicU64,
+}
+
+impl ClientContext for ReleaseOnDelivery {}
+
+impl ProducerContext for ReleaseOnDelivery {
+    type DeliveryOpaque = Box<Option<Release>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, release: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                if let Some(release) = *release {
+                    (release.0)();
+                }
+            }
+            Err((err, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %err, "Alert event or state not delivered; its input offset stays held");
+            }
+        }
+    }
+}
+
+/// Produces alert events and state snapshots.
+pub struct AlertProducer {
+    producer: ThreadedProducer<ReleaseOnDelivery>,
+    topic: String,
+    changelog: String,
+}
+
+impl AlertProducer {
+    pub fn new(brokers: &str, topic: &str, changelog: &str) -> Result<Self, KafkaError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .create_with_context(ReleaseOnDelivery { failed: AtomicU64::new(0) })?;
+        Ok(AlertProducer { producer, topic: topic.to_owned(), changelog: changelog.to_owned() })
+    }
+
+    /// Sends the event and the state; each delivery runs one of the two releases.
+    pub fn send(&self, event: &AlertEvent, state: &AlertState, releases: [Option<Release>; 2]) {
+        let [first, second] = releases;
+        let event_json = serde_json::to_vec(event).unwrap_or_default();
+        let state_json = serde_json::to_vec(state).unwrap_or_default();
+        self.produce(&self.topic, &event.fingerprint, &event_json, first);
+        self.produce(&self.changelog, &state.fingerprint, &state_json, second);
+    }
+
+    fn produce(&self, topic: &str, key: &str, payload: &[u8], release: Option<Release>) {
+        let mut record: BaseRecord<'_, str, [u8], Box<Option<Release>>> =
+            BaseRecord::with_opaque_to(topic, Box::new(release)).key(key).payload(payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((err, _)) => {
+                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %err, "Alert could not be queued; its input offset stays held");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(err) = self.producer.flush(timeout) {
+            tracing::warn!(error = %err, "Alert producer flush did not finish");
+        }
+    }
+}
+
+/// One alert as the API lists it: its current state and the id of its latest event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertView {
+    pub fingerprint: String,
+    pub event_id: String,
+    pub rule: String,
+    pub status: String,
+    pub severity: String,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub scope: String,
+    pub scope_key: String,
+    pub grid: String,
+    pub street: String,
+    pub district: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub window: String,
+    pub summary: String,
+    pub acknowledged_by: Option<String>,
+    pub flapping: bool,
+}
+
+#[derive(Debug)]
+pub struct AlertStore {
+    alerts: RwLock<BTreeMap<String, AlertView>>,
+    recent: RwLock<VecDeque<AlertEvent>>,
+    events: broadcast::Sender<AlertEvent>,
+}
+
+impl Default for AlertStore {
+    fn default() -> Self {
+        AlertStore { alerts: RwLock::new(BTreeMap::new()), recent: RwLock::new(VecDeque::new()), events: broadcast::channel(1024).0 }
+    }
+}
+
+impl AlertStore {
+    pub fn record(&self, event: &AlertEvent, state: &AlertState) {
+        let view = AlertView {
+            fingerprint: event.fingerprint.clone(),
+            event_id: event.event_id.clone(),
+            rule: event.rule.clone(),
+            status: event.status.clone(),
+            severity: event.severity.clone(),
+            starts_at: Some(event.starts_at.clone()),
+            ends_at: event.ends_at.clone(),
+            scope: event.scope.clone(),
+            scope_key: event.scope_key.clone(),
+            grid: event.grid.clone(),
+            street: event.street.clone(),
+            district: event.district.clone(),
+            value: event.value,
+            threshold: event.threshold,
+            window: event.window.clone(),
+            summary: event.summary.clone(),
+            acknowledged_by: event.acknowledged_by.clone(),
+            flapping: state.flapping,
+        };
+        self.alerts.write().unwrap_or_else(|e| e.into_inner()).insert(event.fingerprint.clone(), view);
+        let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(event.clone());
+        let _ = self.events.send(event.clone());
+    }
+
+    /// Seeds the store from a restored state (no new event).
+    pub fn restore(&self, state: &AlertState) {
+        let severity = state.firing.map_or("info", |s| s.as_str()).to_owned();
+        let view = AlertView {
+            fingerprint: state.fingerprint.clone(),
+            event_id: String::new(),
+            rule: state.rule.clone(),
+            status: state.status().as_str().to_owned(),
+            severity,
+            starts_at: state.starts_at_ms.map(rfc3339),
+            ends_at: state.ends_at_ms.filter(|_| state.firing.is_none()).map(rfc3339),
+            scope: state.scope.clone(),
+            scope_key: state.scope_key.clone(),
+            grid: state.area.grid.clone(),
+            street: state.area.street.clone(),
+            district: state.area.district.clone(),
+            value: state.value,
+            threshold: state.threshold,
+            window: state.window.clone(),
+            summary: String::new(),
+            acknowledged_by: state.acknowledged.as_ref().map(|a| a.by.clone()),
+            flapping: state.flapping,
+        };
+        self.alerts.write().unwrap_or_else(|e| e.into_inner()).insert(state.fingerprint.clone(), view);
+    }
+
+    /// Alerts by status: "firing" (any not resolved), "resolved", or "all".
+    pub fn list(&self, status: &str) -> Vec<AlertView> {
+        self.alerts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|a| match status {
+                "firing" => a.status != "resolved",
+                "resolved" => a.status == "resolved",
+                _ => true,
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub fn recent(&self) -> Vec<AlertEvent> {
+        self.recent.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
+        self.events.subscribe()
+    }
+}
+
+/// Alertmanager's v2 alert (POST /api/v2/alerts takes a list of these).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertmanagerAlert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+}
+
+/// Alertmanager's view of an alert: firing ones without an end (Alertmanager resolves them
+/// itself after its resolve timeout unless re-posted), resolved ones with their end.
+pub fn to_alertmanager(view: &AlertView) -> AlertmanagerAlert {
+    let mut labels = BTreeMap::new();
+    labels.insert("alertname".to_owned(), view.rule.clone());
+    labels.insert("severity".to_owned(), view.severity.clone());
+    labels.insert("fingerprint".to_owned(), view.fingerprint.clone());
+    for (k, v) in [("district", &view.district), ("street", &view.street), ("grid", &view.grid)] {
+        if !v.is_empty() {
+            labels.insert(k.to_owned(), v.clone());
+        }
+    }
+    labels.insert(if view.scope == "sensor" { "sensor_id".to_owned() } else { view.scope.clone() }, view.scope_key.clone());
+    let mut annotations = BTreeMap::new();
+    annotations.insert("summary".to_owned(), view.summary.clone());
+    annotations.insert("value".to_owned(), format!("{:.3}", view.value));
+    annotations.insert("threshold".to_owned(), format!("{:.3}", view.threshold));
+    AlertmanagerAlert {
+        labels,
+        annotations,
+        starts_at: view.starts_at.clone().unwrap_or_default(),
+        ends_at: if view.status == "resolved" { view.ends_at.clone() } else { None },
+        generator_url: format!("citysense://alerts/{}", view.fingerprint),
+    }
+}
+
+/// Encodes an `alert` point: one per event, at the event time (Grafana annotations).
+pub fn encode_alert(event: &AlertEvent, out: &mut String) {
+    super::line_protocol::encode_alert_line(event, out);
+}
