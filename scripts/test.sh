@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command. On a fresh machine it installs what is missing (Debian packages with
 # apt-get; tansu with cargo install, pinned, cached under $CITYSENSE_CACHE), starts a tansu
-# broker and VictoriaMetrics on free loopback ports, runs the whole test suite against
+# broker, VictoriaMetrics and Alertmanager on free loopback ports, runs the whole test suite against
 # them, and stops both services even when tests fail. Under CI=true a service that does
 # not start is a failure, never a skip.
 set -euo pipefail
@@ -40,7 +40,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 install_packages() {
     local missing=()
-    for pkg in build-essential pkg-config zlib1g-dev victoria-metrics curl; do
+    for pkg in build-essential pkg-config zlib1g-dev victoria-metrics prometheus-alertmanager curl; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
@@ -94,11 +94,27 @@ log "Starting VictoriaMetrics on 127.0.0.1:$VM_PORT"
 PIDS+=("$!")
 wait_for victoria-metrics 30 curl -sf "http://127.0.0.1:$VM_PORT/health"
 
+AM_PORT="$(free_port)"
+log "Starting Alertmanager on 127.0.0.1:$AM_PORT"
+cat >"$WORK/alertmanager.yml" <<'YAML'
+route:
+  receiver: "null"
+  group_wait: 1s
+receivers:
+  - name: "null"
+YAML
+ALERTMANAGER="$(command -v prometheus-alertmanager || echo /usr/bin/prometheus-alertmanager)"
+"$ALERTMANAGER" --config.file="$WORK/alertmanager.yml" --storage.path="$WORK/am-data" \
+    --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address="" --log.level=warn >"$WORK/alertmanager.log" 2>&1 &
+PIDS+=("$!")
+wait_for alertmanager 30 curl -sf "http://127.0.0.1:$AM_PORT/-/ready"
+
+export CITYSENSE_TEST_ALERTMANAGER="http://127.0.0.1:$AM_PORT"
 export CITYSENSE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
 export CITYSENSE_TEST_INFLUX="http://127.0.0.1:$VM_PORT"
 
 cd "$ROOT"
-log "Running the test suite (broker $CITYSENSE_TEST_KAFKA, time-series store $CITYSENSE_TEST_INFLUX)"
+log "Running the test suite (broker $CITYSENSE_TEST_KAFKA, time-series store $CITYSENSE_TEST_INFLUX, Alertmanager $CITYSENSE_TEST_ALERTMANAGER)"
 cargo check --locked --benches --quiet
 cargo test --locked 2>&1 | tee "$WORK/cargo-test.log"
 status=${PIPESTATUS[0]}

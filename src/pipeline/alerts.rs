@@ -48,6 +48,7 @@ pub async fn run_alert_sink(
             out = events.recv() => {
                 let Some(out) = out else { break };
                 producer.send(&out.event, &out.state, out.releases);
+                let before = store.get(&out.event.fingerprint);
                 store.record(&out.event, &out.state);
                 tracing::info!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
                 if let Some(writer) = influx.as_mut() {
@@ -55,8 +56,15 @@ pub async fn run_alert_sink(
                     writer.flush(give_up.cancelled()).await;
                 }
                 if let Some(am) = &alertmanager {
-                    let view: Vec<AlertView> = store.list("all").into_iter().filter(|v| v.fingerprint == out.event.fingerprint).collect();
-                    post(&client, &am.url, &view).await;
+                    let mut views: Vec<AlertView> = store.get(&out.event.fingerprint).into_iter().collect();
+                    // Severity is a label, so Alertmanager holds one alert per severity: when
+                    // the severity changes, the previous one is resolved explicitly.
+                    if let Some(mut previous) = before.filter(|b| b.severity != out.event.severity && b.status != "resolved") {
+                        previous.status = "resolved".to_owned();
+                        previous.ends_at = Some(crate::model::rfc3339(out.event.at_ms));
+                        views.push(previous);
+                    }
+                    post(&client, &am.url, &views).await;
                 }
             }
             _ = resend.tick() => {

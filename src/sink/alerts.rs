@@ -206,6 +206,10 @@ impl AlertStore {
             .collect()
     }
 
+    pub fn get(&self, fingerprint: &str) -> Option<AlertView> {
+        self.alerts.read().unwrap_or_else(|e| e.into_inner()).get(fingerprint).cloned()
+    }
+
     pub fn recent(&self) -> Vec<AlertEvent> {
         self.recent.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }

@@ -25,6 +25,36 @@ pub fn influx() -> String {
         .expect("CITYSENSE_TEST_INFLUX is not set: run the tests with scripts/test.sh, which starts VictoriaMetrics")
 }
 
+/// The Alertmanager started by scripts/test.sh.
+pub fn alertmanager() -> String {
+    std::env::var("CITYSENSE_TEST_ALERTMANAGER")
+        .expect("CITYSENSE_TEST_ALERTMANAGER is not set: run the tests with scripts/test.sh, which starts Alertmanager")
+}
+
+/// Every record of `topic` from the beginning as (key, payload), stopping once `expected`
+/// arrived and nothing more came for a second, or at `deadline`.
+pub fn read_topic(brokers: &str, topic: &str, expected: usize, deadline: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    while started.elapsed() < deadline {
+        match consumer.poll(Duration::from_millis(1000)) {
+            Some(Ok(m)) => out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec())),
+            Some(Err(e)) => panic!("consumer of {topic}: {e}"),
+            None if out.len() >= expected => break,
+            None => {}
+        }
+    }
+    out
+}
+
 /// A name unique to this test run.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
