@@ -128,27 +128,40 @@ pub struct SimRecord {
     pub seq: Option<u64>,
 }
 
-/// Scripted faults for the demo, so a newcomer sees alerts at once: around `at_ms` one
-/// PM2.5 station is stuck, one falls silent, one underpass floods and one pile is faulted.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScriptedFaults {
-    pub at_ms: i64,
-    stuck: usize,
-    silent: usize,
-    flooding: usize,
-    faulted: usize,
+/// A fault scripted onto one sensor for a stretch of event time: the ground truth of the
+/// alert scenario tests, and what makes the demo show alerts at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Episode {
+    pub sensor: usize,
+    pub fault: EpisodeKind,
+    pub from_ms: i64,
+    /// Exclusive; `i64::MAX` for "until the end".
+    pub to_ms: i64,
 }
 
-/// How long before `at_ms` each scripted fault starts.
-const STUCK_FOR_MS: i64 = 30 * 60_000;
-const SILENT_FOR_MS: i64 = 10 * 60_000;
-const FLOOD_FOR_MS: i64 = 40 * 60_000;
-const FAULTED_FOR_MS: i64 = 30 * 60_000;
-/// The scripted underpass fills at 0.6 m/h (0.05 m per 5 min, the SPEC §8 rise-rate line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EpisodeKind {
+    /// A PM2.5 reading frozen at one value.
+    Stuck,
+    /// No readings at all.
+    Silent,
+    /// An underpass filling at 0.6 m/h from dry.
+    Flooding,
+    /// A pile reporting Faulted.
+    Faulted,
+}
+
+/// How long before `at_ms` each of the demo's scripted faults starts.
+const DEMO_STUCK_MS: i64 = 30 * 60_000;
+const DEMO_SILENT_MS: i64 = 10 * 60_000;
+const DEMO_FLOOD_MS: i64 = 40 * 60_000;
+const DEMO_FAULTED_MS: i64 = 30 * 60_000;
+/// Scripted underpasses fill at 0.6 m/h (0.05 m per 5 min, the SPEC §8 rise-rate line).
 const FLOOD_RATE_M_PER_H: f64 = 0.6;
 
 pub struct Generator {
-    scripted: Option<ScriptedFaults>,
+    episodes: Vec<Episode>,
+    natural_pile_faults: bool,
     city: City,
     rng: SmallRng,
     faults: FaultRates,
@@ -165,20 +178,40 @@ impl Generator {
         let due = city.sensors.iter().enumerate().map(|(i, s)| Reverse((start_ms + rng.gen_range(0..s.interval_ms), i))).collect();
         let piles = vec![PileStatus::Available; city.sensors.len()];
         let seq = vec![0; city.sensors.len()];
-        Generator { scripted: None, city, rng, faults, format, due, piles, seq }
+        Generator { episodes: Vec::new(), natural_pile_faults: true, city, rng, faults, format, due, piles, seq }
     }
 
-    /// Adds the demo's scripted faults around `at_ms` (see `ScriptedFaults`).
+    /// Adds the demo's scripted faults ending at `at_ms`: one PM2.5 station stuck, one
+    /// silent, one underpass flooding and one pile faulted, all still going at `at_ms`.
     pub fn script_faults(&mut self, at_ms: i64) {
-        let find = |f: &dyn Fn(&SimSensor) -> bool| self.city.sensors.iter().position(f).unwrap_or(usize::MAX);
-        let pm: Vec<usize> = self.city.sensors.iter().enumerate().filter(|(_, s)| s.kind == Kind::Pm25).map(|(i, _)| i).take(2).collect();
-        self.scripted = Some(ScriptedFaults {
-            at_ms,
-            stuck: pm.first().copied().unwrap_or(usize::MAX),
-            silent: pm.get(1).copied().unwrap_or(usize::MAX),
-            flooding: find(&|s| s.kind == Kind::Water && s.warning_level.is_none()),
-            faulted: find(&|s| s.kind == Kind::Charging),
-        });
+        let find = |f: &dyn Fn(&SimSensor) -> bool, skip: usize| {
+            self.city.sensors.iter().enumerate().filter(|(_, s)| f(s)).map(|(i, _)| i).nth(skip)
+        };
+        let plan = [
+            (find(&|s| s.kind == Kind::Pm25, 0), EpisodeKind::Stuck, DEMO_STUCK_MS),
+            (find(&|s| s.kind == Kind::Pm25, 1), EpisodeKind::Silent, DEMO_SILENT_MS),
+            (find(&|s| s.kind == Kind::Water && s.warning_level.is_none(), 0), EpisodeKind::Flooding, DEMO_FLOOD_MS),
+            (find(&|s| s.kind == Kind::Charging, 0), EpisodeKind::Faulted, DEMO_FAULTED_MS),
+        ];
+        for (sensor, fault, lead_ms) in plan {
+            if let Some(sensor) = sensor {
+                self.episodes.push(Episode { sensor, fault, from_ms: at_ms - lead_ms, to_ms: i64::MAX });
+            }
+        }
+    }
+
+    /// Adds one scripted fault (scenario tests).
+    pub fn add_episode(&mut self, episode: Episode) {
+        self.episodes.push(episode);
+    }
+
+    /// Turns off the piles' own random faults, so only scripted ones happen.
+    pub fn without_natural_pile_faults(&mut self) {
+        self.natural_pile_faults = false;
+    }
+
+    fn episode(&self, sensor: usize, ts_ms: i64) -> Option<Episode> {
+        self.episodes.iter().find(|e| e.sensor == sensor && (e.from_ms..e.to_ms).contains(&ts_ms)).copied()
     }
 
     /// Sets every sensor's reporting interval (the load generator's `--rate`).
@@ -219,10 +252,9 @@ impl Generator {
     }
 
     fn emit(&mut self, index: usize, ts_ms: i64, out: &mut Vec<SimRecord>) {
-        if let Some(s) = self.scripted {
-            if index == s.silent && ts_ms >= s.at_ms - SILENT_FOR_MS {
-                return;
-            }
+        let episode = self.episode(index, ts_ms);
+        if episode.is_some_and(|e| e.fault == EpisodeKind::Silent) {
+            return;
         }
         self.seq[index] += 1;
         let seq = self.seq[index];
@@ -240,10 +272,9 @@ impl Generator {
             _ => ts_ms,
         };
         let noise: f64 = self.rng.gen_range(-1.0..1.0);
-        let scripted = self.scripted;
         let (payload, value, unit, seq) = if sensor.kind == Kind::Charging {
             let mut status = self.next_pile_status(index);
-            if scripted.is_some_and(|s| index == s.faulted && ts_ms >= s.at_ms - FAULTED_FOR_MS) {
+            if episode.is_some_and(|e| e.fault == EpisodeKind::Faulted) {
                 status = PileStatus::Faulted;
             }
             let sensor = &self.city.sensors[index];
@@ -251,15 +282,15 @@ impl Generator {
             (payload, power, "kW", Some(seq))
         } else {
             let (mut value, unit) = level_value(sensor, ts_ms, noise);
-            if let Some(s) = scripted {
-                if index == s.stuck && ts_ms >= s.at_ms - STUCK_FOR_MS {
-                    value = 42.0; // A frozen reading: zero variance.
-                }
-                if index == s.flooding && ts_ms >= s.at_ms - FLOOD_FOR_MS {
-                    let hours = (ts_ms - (s.at_ms - FLOOD_FOR_MS)) as f64 / HOUR_MS;
+            match episode {
+                // A frozen reading (42 µg/m³, in the vendor's unit): zero variance.
+                Some(Episode { fault: EpisodeKind::Stuck, .. }) => value = if unit == "mg/m3" { 0.042 } else { 42.0 },
+                Some(Episode { fault: EpisodeKind::Flooding, from_ms, .. }) => {
+                    let hours = (ts_ms - from_ms) as f64 / HOUR_MS;
                     value = (FLOOD_RATE_M_PER_H * hours * 1000.0).round() / 10.0;
                     // cm, as this vendor sends
                 }
+                _ => {}
             }
             let with_seq = sensor.vendor == SEQ_VENDOR;
             (level_payload(sensor, claimed_ts, value, unit, seq, protobuf, fault), value, unit, with_seq.then_some(seq))
@@ -293,7 +324,7 @@ impl Generator {
         let x: f64 = self.rng.gen();
         let next = match self.piles[index] {
             Available if x < 0.04 => Preparing,
-            Available if x < 0.041 => Faulted,
+            Available if x < 0.041 && self.natural_pile_faults => Faulted,
             Preparing => Charging,
             Charging if x < 0.03 => Finishing,
             Finishing => Available,

@@ -8,4 +8,4 @@ pub mod generator;
 pub mod publish;
 
 pub use city::{City, SimSensor};
-pub use generator::{Fault, FaultRates, Generator, SimFormat, SimRecord};
+pub use generator::{Episode, EpisodeKind, Fault, FaultRates, Generator, SimFormat, SimRecord};
