@@ -23,6 +23,7 @@ fn rule_for(fault: EpisodeKind) -> &'static str {
         EpisodeKind::Silent => "pm25-no-data/no_data",
         EpisodeKind::Flooding => "underpass-ponding",
         EpisodeKind::Faulted => "pile-faulted",
+        EpisodeKind::FalselyLow => "pm25-outlier",
     }
 }
 

@@ -9,13 +9,15 @@ use super::fingerprint::{event_id, fingerprint};
 use super::lifecycle::{AlertState, Change, FlapPolicy, Severity};
 use super::rules::{Field, Rule, RuleKind, Scope};
 use crate::model::{rfc3339, AlertEvent, Area, DomainValues, Kind, WindowResult, WindowValues};
-use crate::rollup::{AreaLevel, AreaResult};
+use crate::rollup::{AreaLevel, AreaResult, PeerDeviation};
 
 /// What a rule is evaluated on.
 #[derive(Debug, Clone, Copy)]
 pub enum AlertInput<'a> {
     Window(&'a WindowResult),
     Area(&'a AreaResult),
+    /// A sensor compared with its peers (outlier rules).
+    Peer(&'a PeerDeviation),
 }
 
 impl AlertInput<'_> {
@@ -23,6 +25,7 @@ impl AlertInput<'_> {
         match self {
             AlertInput::Window(w) => w.kind,
             AlertInput::Area(a) => a.kind,
+            AlertInput::Peer(p) => p.kind,
         }
     }
 
@@ -30,6 +33,7 @@ impl AlertInput<'_> {
         match self {
             AlertInput::Window(w) => &w.window,
             AlertInput::Area(a) => &a.window,
+            AlertInput::Peer(p) => &p.window,
         }
     }
 
@@ -37,12 +41,13 @@ impl AlertInput<'_> {
         match self {
             AlertInput::Window(w) => w.end_ms,
             AlertInput::Area(a) => a.end_ms,
+            AlertInput::Peer(p) => p.end_ms,
         }
     }
 
     fn scope(&self) -> Scope {
         match self {
-            AlertInput::Window(_) => Scope::Sensor,
+            AlertInput::Window(_) | AlertInput::Peer(_) => Scope::Sensor,
             AlertInput::Area(a) => match a.level {
                 AreaLevel::Grid => Scope::Grid,
                 AreaLevel::Street => Scope::Street,
@@ -55,12 +60,14 @@ impl AlertInput<'_> {
         match self {
             AlertInput::Window(w) => &w.sensor_id,
             AlertInput::Area(a) => &a.area,
+            AlertInput::Peer(p) => &p.sensor_id,
         }
     }
 
     fn area(&self) -> Area {
         match self {
             AlertInput::Window(w) => w.area.clone(),
+            AlertInput::Peer(p) => Area { grid: p.grid.clone(), street: p.street.clone(), district: p.district.clone() },
             AlertInput::Area(a) => {
                 let mut area = Area { district: a.district.clone(), ..Area::default() };
                 match a.level {
@@ -116,6 +123,10 @@ impl AlertInput<'_> {
                     Field::Availability | Field::FaultRatio | Field::PilesOffline | Field::SensorsSilent => None,
                 }
             }
+            AlertInput::Peer(p) => match field {
+                Field::Mean => Some(p.mean),
+                _ => None,
+            },
             AlertInput::Area(a) => match field {
                 Field::Mean => a.mean,
                 Field::Max => a.max,
@@ -207,6 +218,9 @@ impl AlertEngine {
             }
             let (desired, value, threshold, key_suffix) = match &rule.condition {
                 RuleKind::Threshold { field, below, levels } => {
+                    if matches!(input, AlertInput::Peer(_)) {
+                        continue;
+                    }
                     let Some(value) = input.field(*field) else { continue };
                     let fp = fingerprint(&rule.id, input.scope_key());
                     let active = self.states.get(&fp).map_or(0, |s| s.active_levels);
@@ -235,11 +249,15 @@ impl AlertEngine {
                     }
                     (desired, value, threshold, "")
                 }
-                RuleKind::Missing { coverage_below: Some(limit), severity, .. } => {
+                RuleKind::Missing { coverage_below: Some(limit), severity, .. } if !matches!(input, AlertInput::Peer(_)) => {
                     let Some(coverage) = input.field(Field::Coverage) else { continue };
                     ((coverage < *limit).then_some(*severity), coverage, *limit, "/coverage")
                 }
-                RuleKind::Missing { coverage_below: None, .. } => continue,
+                RuleKind::Missing { .. } => continue,
+                RuleKind::Outlier { k, min_peers, severity } => {
+                    let AlertInput::Peer(p) = input else { continue };
+                    ((p.peers >= *min_peers && p.robust_z > *k).then_some(*severity), p.mean, p.peer_median, "")
+                }
                 RuleKind::Stuck { windows, severity } => {
                     let AlertInput::Window(w) = input else { continue };
                     let Some(v) = w.values.level() else { continue };
@@ -575,6 +593,35 @@ mod tests {
         let events = run(&mut e, &[pile(0, "Available"), pile(1, "Faulted"), pile(2, "Faulted"), pile(3, "Faulted"), pile(4, "Available")]);
         assert_eq!(changes(&events), vec![("fired".into(), "warning".into()), ("resolved".into(), "warning".into())]);
         assert_eq!(events[0].at_ms, 3 * 300_000, "10 minutes of Faulted windows");
+    }
+
+    #[test]
+    fn a_sensor_far_from_its_peers_is_an_outlier() {
+        let rules =
+            parse_rules("[[rule]]\nid = \"pm25-outlier\"\nkind = \"pm25\"\ntype = \"outlier\"\nwindow = \"1h\"\noutlier_k = 5\n", "t")
+                .unwrap();
+        let mut e = AlertEngine::new(rules, FlapPolicy::default(), 100);
+        let peer = |hour: i64, z: f64, peers: u32| PeerDeviation {
+            kind: Kind::Pm25,
+            window: "1h".into(),
+            end_ms: (hour + 1) * HOUR,
+            sensor_id: "low-1".into(),
+            grid: "g".into(),
+            street: "s".into(),
+            district: "d".into(),
+            mean: 8.0,
+            peer_median: 32.0,
+            robust_z: z,
+            peers,
+        };
+        let mut out = Vec::new();
+        for (h, (z, peers)) in [(1.0, 8), (9.0, 3), (9.0, 8), (9.5, 8), (0.5, 8)].iter().enumerate() {
+            e.evaluate(AlertInput::Peer(&peer(h as i64, *z, *peers)), &mut out);
+        }
+        let changes: Vec<&str> = out.iter().map(|(ev, _)| ev.change.as_str()).collect();
+        assert_eq!(changes, ["fired", "resolved"], "too few peers at hour 1 to judge");
+        assert_eq!(out[0].0.at_ms, 3 * HOUR);
+        assert_eq!((out[0].0.value, out[0].0.threshold), (8.0, 32.0));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct RawRule {
     /// sensor (or pile), grid, street, district.
     #[serde(default = "sensor_scope")]
     pub scope: String,
-    /// threshold, rate, missing, stuck, charging.
+    /// threshold, rate, missing, stuck, outlier, charging.
     #[serde(rename = "type")]
     pub rule_type: String,
     /// The window label the rule reads (not for `missing` with `no_data_for` only).
@@ -46,6 +46,10 @@ pub struct RawRule {
     pub coverage_below: Option<f64>,
     /// stuck: zero variance over this many consecutive windows.
     pub stuck_windows: Option<u32>,
+    /// outlier: robust z-score (distance from the peers' median in MAD units) that fires,
+    /// and the fewest peers (same street) to judge by.
+    pub outlier_k: Option<f64>,
+    pub min_peers: Option<u32>,
     /// charging: a pile reporting Faulted for this long.
     pub faulted_for: Option<String>,
     /// Severity of single-level rules (missing, stuck, charging).
@@ -158,6 +162,16 @@ pub enum RuleKind {
     Stuck { windows: u32, severity: Severity },
     /// A pile reporting Faulted for at least `for_ms` of event time.
     PileFaulted { for_ms: i64, severity: Severity },
+    /// A sensor whose window mean is more than `k` robust deviations from its street peers'
+    /// median (median ± k·MAD): a faulty or falsified sensor. Evaluated by the area stage.
+    Outlier { k: f64, min_peers: u32, severity: Severity },
+}
+
+impl Rule {
+    /// Whether the area stage evaluates this rule (area scopes and peer comparisons).
+    pub fn needs_area_stage(&self) -> bool {
+        self.scope != Scope::Sensor || matches!(self.condition, RuleKind::Outlier { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +301,16 @@ pub fn parse_rules(text: &str, source: &str) -> Result<Vec<Rule>, Vec<RuleError>
                 }
                 RuleKind::Missing { no_data_for_ms, coverage_below: r.coverage_below, severity: one_severity(&mut bad) }
             }
+            "outlier" => {
+                let k = r.outlier_k.unwrap_or(5.0);
+                if !(k.is_finite() && k > 0.0) {
+                    bad("outlier_k", format!("{k} must be a positive number of deviations"));
+                }
+                if scope != Scope::Sensor {
+                    bad("scope", "outlier rules judge single sensors against their peers: scope = \"sensor\"".into());
+                }
+                RuleKind::Outlier { k, min_peers: r.min_peers.unwrap_or(4).max(3), severity: one_severity(&mut bad) }
+            }
             "stuck" => RuleKind::Stuck { windows: r.stuck_windows.unwrap_or(3).max(2), severity: one_severity(&mut bad) },
             "charging" => {
                 if kind != Kind::Charging {
@@ -296,7 +320,7 @@ pub fn parse_rules(text: &str, source: &str) -> Result<Vec<Rule>, Vec<RuleError>
                 RuleKind::PileFaulted { for_ms, severity: one_severity(&mut bad) }
             }
             other => {
-                bad("type", format!("{other:?}: use threshold, rate, missing, stuck or charging"));
+                bad("type", format!("{other:?}: use threshold, rate, missing, stuck, outlier or charging"));
                 continue;
             }
         };

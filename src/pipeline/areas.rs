@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::alerts::{AckRequest, AlertOut};
 use super::offsets::OffsetTracker;
 use super::{run_sink, Shared};
-use crate::alert::{AlertEngine, AlertInput, AlertState, Scope};
+use crate::alert::{AlertEngine, AlertInput, AlertState};
 use crate::config::Settings;
 use crate::model::Kind;
 use crate::registry::Registry;
@@ -85,7 +85,7 @@ pub async fn run(
 ) -> Result<(), AreaStageError> {
     let Some(rollup) = settings.rollup.clone() else { return Ok(()) };
     let alert_rules: Vec<_> =
-        settings.alerts.as_ref().map(|a| a.rules.iter().filter(|r| r.scope != Scope::Sensor).cloned().collect()).unwrap_or_default();
+        settings.alerts.as_ref().map(|a| a.rules.iter().filter(|r| r.needs_area_stage()).cloned().collect()).unwrap_or_default();
     let mut engine =
         AlertEngine::new(alert_rules, settings.alerts.as_ref().map(|a| a.flap).unwrap_or_default(), settings.max_tracked_sensors);
     for state in restored {
@@ -196,6 +196,9 @@ pub async fn run(
                     if let Some(events) = &alert_events {
                         for result in &emit.results {
                             engine.evaluate(AlertInput::Area(result), &mut alert_scratch);
+                        }
+                        for deviation in &emit.deviations {
+                            engine.evaluate(AlertInput::Peer(deviation), &mut alert_scratch);
                         }
                         for (event, state) in alert_scratch.drain(..) {
                             let release = |offsets: Arc<Mutex<OffsetTracker<i32>>>, offset: i64| {

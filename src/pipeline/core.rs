@@ -99,7 +99,7 @@ impl Processor {
     pub fn new(settings: CoreSettings, registry: Arc<Registry>) -> Self {
         let budget = SensorBudget { tracked: 0, cap: settings.max_tracked_sensors };
         let specs = settings.windows.clone().map(Arc::from);
-        let rules: Vec<Rule> = settings.alert_rules.iter().filter(|r| r.scope == crate::alert::Scope::Sensor).cloned().collect();
+        let rules: Vec<Rule> = settings.alert_rules.iter().filter(|r| !r.needs_area_stage()).cloned().collect();
         let mut deadman_kinds = [false; 4];
         for rule in &rules {
             if matches!(rule.condition, crate::alert::RuleKind::Missing { no_data_for_ms: Some(_), .. }) {
@@ -195,9 +195,9 @@ impl Processor {
         self.alerts.acknowledge(fingerprint, by, comment, now_ms).map(|(event, state)| PendingAlert { event, state, hold: None })
     }
 
-    /// Restores alert state from the changelog (sensor-scope alerts only).
+    /// Restores alert state from the changelog (alerts of rules this stage evaluates).
     pub fn restore_alert(&mut self, state: AlertState) {
-        if state.scope == "sensor" {
+        if self.alerts.rules().iter().any(|r| state.rule.starts_with(&r.id)) {
             self.alerts.restore(state);
         }
     }

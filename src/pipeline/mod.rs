@@ -119,7 +119,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
         None => (None, None, Vec::new()),
     };
     let areas = settings.rollup.as_ref().map(|_| {
-        let restored: Vec<_> = restored.iter().filter(|s| s.scope != "sensor").cloned().collect();
+        let restored: Vec<_> = restored.iter().filter(|s| area_rule(&settings, &s.rule)).cloned().collect();
         tokio::spawn(areas::run(
             settings.clone(),
             registry.clone(),
@@ -134,7 +134,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
         events: alerts_tx,
         acks: ack_inbox,
         forward_acks: area_acks_tx,
-        restored: restored.into_iter().filter(|s| s.scope == "sensor").collect(),
+        restored: restored.into_iter().filter(|s| !area_rule(&settings, &s.rule)).collect(),
     };
     let result = run_sensor_stage(settings, registry, shared, shutdown.clone(), sensor_alerts).await;
     shutdown.cancel();
@@ -149,6 +149,14 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
         let _ = task.await;
     }
     result
+}
+
+/// Whether the alert of `rule_key` belongs to the area stage (see `Rule::needs_area_stage`).
+fn area_rule(settings: &Settings, rule_key: &str) -> bool {
+    settings
+        .alerts
+        .as_ref()
+        .is_some_and(|a| a.rules.iter().any(|r| r.needs_area_stage() && (rule_key == r.id || rule_key.starts_with(&format!("{}/", r.id)))))
 }
 
 /// Stage 1's alert plumbing.

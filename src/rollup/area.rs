@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::catalog::AreaCatalog;
-use super::message::{AggregateMessage, AreaLevel, AreaResult, SensorWindow};
+use super::message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow};
 use crate::domain::dust;
 use crate::model::{Kind, PileStatus};
 
@@ -17,11 +17,60 @@ pub struct AreaSettings {
     pub sources_per_kind: [usize; 4],
 }
 
-/// Area results to write, holding `hold_offset` of the aggregates partition until acknowledged.
+/// Area results to write, holding `hold_offset` of the aggregates partition until acknowledged,
+/// and each sensor's deviation from its peers (for outlier rules).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AreaEmit {
     pub results: Vec<AreaResult>,
+    pub deviations: Vec<PeerDeviation>,
     pub hold_offset: i64,
+}
+
+/// The smallest spread used for robust z-scores, as a fraction of the median: identical
+/// peers must not make a rounding difference look like an outlier.
+const MIN_RELATIVE_SPREAD: f64 = 0.05;
+
+/// Each sensor's robust distance from the other sensors of its street (or district).
+fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
+    let mut groups: BTreeMap<(&str, &str), Vec<&SensorWindow>> = BTreeMap::new();
+    for s in bucket.sensors.values().filter(|s| s.mean.is_some()) {
+        let group = if s.street.is_empty() { ("", s.district.as_str()) } else { (s.street.as_str(), s.district.as_str()) };
+        groups.entry(group).or_default().push(s);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let mut out = Vec::new();
+    for sensors in groups.values() {
+        let mut means: Vec<f64> = sensors.iter().filter_map(|s| s.mean).collect();
+        let m = median(&mut means);
+        let mut spreads: Vec<f64> = means.iter().map(|x| (x - m).abs()).collect();
+        let mad = median(&mut spreads);
+        let scale = (1.4826 * mad).max(MIN_RELATIVE_SPREAD * m.abs()).max(1e-9);
+        for s in sensors {
+            let mean = s.mean.unwrap_or(m);
+            out.push(PeerDeviation {
+                kind: key.0,
+                window: key.1.clone(),
+                end_ms: key.2,
+                sensor_id: s.sensor_id.clone(),
+                grid: s.grid.clone(),
+                street: s.street.clone(),
+                district: s.district.clone(),
+                mean,
+                peer_median: m,
+                robust_z: (mean - m).abs() / scale,
+                peers: sensors.len() as u32,
+            });
+        }
+    }
+    out
 }
 
 type BucketKey = (Kind, String, i64);
@@ -88,7 +137,11 @@ impl AreaPartition {
                         bucket.sensors.insert(window.sensor_id.clone(), *window);
                         if bucket.emitted {
                             // A correction (late policy `update`): emit the area window again.
-                            out.push(AreaEmit { results: roll_up(&key, bucket, catalog), hold_offset: offset });
+                            out.push(AreaEmit {
+                                results: roll_up(&key, bucket, catalog),
+                                deviations: deviations(&key, bucket),
+                                hold_offset: offset,
+                            });
                         }
                     }
                     None if closed => self.dropped_after_close += 1,
@@ -116,7 +169,11 @@ impl AreaPartition {
             }
             if !bucket.emitted {
                 bucket.emitted = true;
-                out.push(AreaEmit { results: roll_up(key, bucket, catalog), hold_offset: bucket.first_offset });
+                out.push(AreaEmit {
+                    results: roll_up(key, bucket, catalog),
+                    deviations: deviations(key, bucket),
+                    hold_offset: bucket.first_offset,
+                });
             }
             if key.2 + settings.allowed_lateness_ms + settings.update_horizon_ms <= watermark {
                 expired.push(key.clone());
@@ -266,6 +323,22 @@ mod tests {
         assert_eq!((street.mean, street.max, street.sensors_reporting, street.sensors_silent), (Some(30.0), Some(50.0), 3, Some(1)));
         assert_eq!(by(AreaLevel::District, "hd").sensors_reporting, 3);
         assert_eq!(p.lowest_pending_offset(), None);
+    }
+
+    #[test]
+    fn a_falsely_low_sensor_stands_out_from_its_peers() {
+        let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
+        for (i, mean) in [30.0, 31.0, 29.5, 30.5, 32.0, 7.5].iter().enumerate() {
+            p.on_message(window(&format!("s{i}"), "g1", "s1", *mean), i as i64, &s, &c, &mut out);
+        }
+        p.on_message(mark("city.pm25/0", END + 130_000), 10, &s, &c, &mut out);
+        p.on_message(mark("city.pm25/1", END + 130_000), 11, &s, &c, &mut out);
+        let d = &out[0].deviations;
+        assert_eq!(d.len(), 6);
+        let low = d.iter().find(|x| x.sensor_id == "s5").unwrap();
+        assert!(low.robust_z > 5.0, "{low:?}");
+        assert!(d.iter().filter(|x| x.sensor_id != "s5").all(|x| x.robust_z < 2.0), "{d:?}");
+        assert_eq!(low.peers, 6);
     }
 
     #[test]

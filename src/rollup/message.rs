@@ -83,6 +83,25 @@ impl AreaLevel {
     }
 }
 
+/// How far one sensor's window mean lies from its peers' (the same street, or district when
+/// the street is unknown): the input of outlier rules. A robust z-score: the distance from
+/// the peers' median in units of 1.4826 × their median absolute deviation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeerDeviation {
+    pub kind: Kind,
+    pub window: String,
+    pub end_ms: i64,
+    pub sensor_id: String,
+    pub grid: String,
+    pub street: String,
+    pub district: String,
+    pub mean: f64,
+    pub peer_median: f64,
+    pub robust_z: f64,
+    /// Sensors in the group, this one included.
+    pub peers: u32,
+}
+
 /// One area's roll-up of one window.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AreaResult {

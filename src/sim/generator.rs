@@ -149,6 +149,8 @@ pub enum EpisodeKind {
     Flooding,
     /// A pile reporting Faulted.
     Faulted,
+    /// A PM2.5 station reading a quarter of the truth (faulty or falsified).
+    FalselyLow,
 }
 
 /// How long before `at_ms` each of the demo's scripted faults starts.
@@ -156,6 +158,7 @@ const DEMO_STUCK_MS: i64 = 30 * 60_000;
 const DEMO_SILENT_MS: i64 = 10 * 60_000;
 const DEMO_FLOOD_MS: i64 = 40 * 60_000;
 const DEMO_FAULTED_MS: i64 = 30 * 60_000;
+const DEMO_LOW_MS: i64 = 150 * 60_000;
 /// Scripted underpasses fill at 0.6 m/h (0.05 m per 5 min, the SPEC §8 rise-rate line).
 const FLOOD_RATE_M_PER_H: f64 = 0.6;
 
@@ -182,7 +185,8 @@ impl Generator {
     }
 
     /// Adds the demo's scripted faults ending at `at_ms`: one PM2.5 station stuck, one
-    /// silent, one underpass flooding and one pile faulted, all still going at `at_ms`.
+    /// silent, one reading falsely low, one underpass flooding and one pile faulted, all
+    /// still going at `at_ms`.
     pub fn script_faults(&mut self, at_ms: i64) {
         let find = |f: &dyn Fn(&SimSensor) -> bool, skip: usize| {
             self.city.sensors.iter().enumerate().filter(|(_, s)| f(s)).map(|(i, _)| i).nth(skip)
@@ -192,6 +196,7 @@ impl Generator {
             (find(&|s| s.kind == Kind::Pm25, 1), EpisodeKind::Silent, DEMO_SILENT_MS),
             (find(&|s| s.kind == Kind::Water && s.warning_level.is_none(), 0), EpisodeKind::Flooding, DEMO_FLOOD_MS),
             (find(&|s| s.kind == Kind::Charging, 0), EpisodeKind::Faulted, DEMO_FAULTED_MS),
+            (find(&|s| s.kind == Kind::Pm25, 2), EpisodeKind::FalselyLow, DEMO_LOW_MS),
         ];
         for (sensor, fault, lead_ms) in plan {
             if let Some(sensor) = sensor {
@@ -285,6 +290,7 @@ impl Generator {
             match episode {
                 // A frozen reading (42 µg/m³, in the vendor's unit): zero variance.
                 Some(Episode { fault: EpisodeKind::Stuck, .. }) => value = if unit == "mg/m3" { 0.042 } else { 42.0 },
+                Some(Episode { fault: EpisodeKind::FalselyLow, .. }) => value /= 4.0,
                 Some(Episode { fault: EpisodeKind::Flooding, from_ms, .. }) => {
                     let hours = (ts_ms - from_ms) as f64 / HOUR_MS;
                     value = (FLOOD_RATE_M_PER_H * hours * 1000.0).round() / 10.0;
