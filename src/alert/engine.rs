@@ -625,6 +625,27 @@ mod tests {
     }
 
     #[test]
+    fn water_rising_faster_than_the_rate_fires_on_the_slope() {
+        let mut e = engine();
+        let gauge = |i: i64, slope: f64| WindowResult {
+            kind: Kind::Water,
+            sensor_id: "up-1".into(),
+            window: "1h/5m".into(),
+            start_ms: i * 300_000,
+            end_ms: i * 300_000 + HOUR,
+            area: Area::default(),
+            values: WindowValues::Level(LevelValues { slope_per_h: Some(slope), ..LevelValues::single(0.1) }),
+            coverage: None,
+            domain: None,
+        };
+        // 0.05 m per 5 min is 0.6 m/h: fires at 0.6, holds until below the 0.4 clear.
+        let events = run(&mut e, &[gauge(0, 0.2), gauge(1, 0.65), gauge(2, 0.5), gauge(3, 0.3)]);
+        assert_eq!(changes(&events), vec![("fired".into(), "warning".into()), ("resolved".into(), "warning".into())]);
+        assert_eq!(events[0].rule, "water-rising-fast");
+        assert_eq!(events[0].value, 0.65);
+    }
+
+    #[test]
     fn a_silent_sensor_is_noticed_by_the_wall_clock() {
         let mut e = engine();
         e.seen("s1", Kind::Pm25, &Area::default(), 0, 7);

@@ -110,6 +110,7 @@ fn demo_settings(brokers: &str, listen: SocketAddr) -> anyhow::Result<Settings> 
     settings.alerts = Some(config::settings::AlertSettings {
         rules,
         topic: "city.alerts".into(),
+        protobuf: false,
         changelog_topic: "city.alerts.changelog".into(),
         flap: crate::alert::FlapPolicy::default(),
         alertmanager_url: None,

@@ -31,6 +31,8 @@ pub struct RawAlerts {
     pub rules: Option<String>,
     /// Alert events, keyed by fingerprint.
     pub topic: String,
+    /// Encoding of alert events on the topic: "json" or "protobuf" (citysense.v1.AlertEvent).
+    pub format: String,
     /// Compacted changelog of alert state, keyed by fingerprint (restored on start).
     pub changelog_topic: String,
     /// More than this many fire/resolve transitions within `flap_period` marks an alert
@@ -48,6 +50,7 @@ impl Default for RawAlerts {
         RawAlerts {
             rules: None,
             topic: "city.alerts".into(),
+            format: "json".into(),
             changelog_topic: "city.alerts.changelog".into(),
             flap_max_transitions: 4,
             flap_period: "1h".into(),

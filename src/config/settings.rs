@@ -92,6 +92,8 @@ pub struct Settings {
 pub struct AlertSettings {
     pub rules: Vec<crate::alert::Rule>,
     pub topic: String,
+    /// Alert events as protobuf (`citysense.v1.AlertEvent`) instead of JSON.
+    pub protobuf: bool,
     pub changelog_topic: String,
     pub flap: crate::alert::FlapPolicy,
     pub alertmanager_url: Option<String>,
@@ -376,9 +378,18 @@ impl Settings {
                     c.problem("alerts.alertmanager_url", format!("{url:?} must start with http:// or https://"));
                 }
             }
+            let protobuf = match a.format.as_str() {
+                "json" => false,
+                "protobuf" => true,
+                other => {
+                    c.problem("alerts.format", format!("{other:?}: use json or protobuf"));
+                    false
+                }
+            };
             AlertSettings {
                 rules,
                 topic: a.topic.clone(),
+                protobuf,
                 changelog_topic: a.changelog_topic.clone(),
                 flap: crate::alert::FlapPolicy {
                     max_transitions: c.positive("alerts.flap_max_transitions", a.flap_max_transitions),

@@ -95,7 +95,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
     // Alerts: one task per instance for both stages, and the state both engines restore.
     let (alerts_tx, alert_task, restored) = match &settings.alerts {
         Some(a) => {
-            let producer = AlertProducer::new(&settings.kafka.brokers, &a.topic, &a.changelog_topic)
+            let producer = AlertProducer::new(&settings.kafka.brokers, &a.topic, &a.changelog_topic, a.protobuf)
                 .map_err(|source| PipelineError::Alerts { topic: a.topic.clone(), source })?;
             let restored = restore_alert_states(&settings.kafka.brokers, &a.changelog_topic)
                 .map_err(|source| PipelineError::Alerts { topic: a.changelog_topic.clone(), source })?;

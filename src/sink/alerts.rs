@@ -52,21 +52,46 @@ pub struct AlertProducer {
     producer: ThreadedProducer<ReleaseOnDelivery>,
     topic: String,
     changelog: String,
+    protobuf: bool,
+}
+
+/// The protobuf form of an alert event (`proto/citysense/v1/alert.proto`).
+pub fn to_proto(event: &AlertEvent) -> crate::proto::AlertEvent {
+    crate::proto::AlertEvent {
+        event_id: event.event_id.clone(),
+        fingerprint: event.fingerprint.clone(),
+        rule: event.rule.clone(),
+        status: event.status.clone(),
+        severity: event.severity.clone(),
+        starts_at_ms: event.starts_at_ms,
+        ends_at_ms: event.ends_at_ms,
+        scope: event.scope.clone(),
+        scope_key: event.scope_key.clone(),
+        grid: event.grid.clone(),
+        street: event.street.clone(),
+        district: event.district.clone(),
+        value: event.value,
+        threshold: event.threshold,
+        window: event.window.clone(),
+        summary: event.summary.clone(),
+        labels: event.labels.clone().into_iter().collect(),
+    }
 }
 
 impl AlertProducer {
-    pub fn new(brokers: &str, topic: &str, changelog: &str) -> Result<Self, KafkaError> {
+    pub fn new(brokers: &str, topic: &str, changelog: &str, protobuf: bool) -> Result<Self, KafkaError> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "5")
             .create_with_context(ReleaseOnDelivery { failed: AtomicU64::new(0) })?;
-        Ok(AlertProducer { producer, topic: topic.to_owned(), changelog: changelog.to_owned() })
+        Ok(AlertProducer { producer, topic: topic.to_owned(), changelog: changelog.to_owned(), protobuf })
     }
 
     /// Sends the event and the state; each delivery runs one of the two releases.
     pub fn send(&self, event: &AlertEvent, state: &AlertState, releases: [Option<Release>; 2]) {
         let [first, second] = releases;
-        let event_json = serde_json::to_vec(event).unwrap_or_default();
+        let event_json =
+            if self.protobuf { prost::Message::encode_to_vec(&to_proto(event)) } else { serde_json::to_vec(event).unwrap_or_default() };
         let state_json = serde_json::to_vec(state).unwrap_or_default();
         self.produce(&self.topic, &event.fingerprint, &event_json, first);
         self.produce(&self.changelog, &state.fingerprint, &state_json, second);
@@ -261,4 +286,61 @@ pub fn to_alertmanager(view: &AlertView) -> AlertmanagerAlert {
 /// Encodes an `alert` point: one per event, at the event time (Grafana annotations).
 pub fn encode_alert(event: &AlertEvent, out: &mut String) {
     super::line_protocol::encode_alert_line(event, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn event() -> AlertEvent {
+        AlertEvent {
+            event_id: "e1".into(),
+            fingerprint: "f1".into(),
+            rule: "underpass-ponding".into(),
+            status: "resolved".into(),
+            severity: "critical".into(),
+            change: "resolved".into(),
+            starts_at: rfc3339(1_000),
+            starts_at_ms: 1_000,
+            ends_at: Some(rfc3339(2_000)),
+            ends_at_ms: Some(2_000),
+            at_ms: 2_000,
+            scope: "sensor".into(),
+            scope_key: "up-1".into(),
+            grid: "g".into(),
+            street: "s".into(),
+            district: "d".into(),
+            value: 0.27,
+            threshold: 0.25,
+            window: "1m".into(),
+            summary: "s".into(),
+            summary_zh: "z".into(),
+            labels: [("alertname".to_owned(), "underpass-ponding".to_owned())].into(),
+            acknowledged_by: None,
+        }
+    }
+
+    #[test]
+    fn the_protobuf_form_round_trips() {
+        let bytes = to_proto(&event()).encode_to_vec();
+        let back = crate::proto::AlertEvent::decode(bytes.as_slice()).unwrap();
+        assert_eq!((back.fingerprint.as_str(), back.ends_at_ms, back.value), ("f1", Some(2_000), 0.27));
+        assert_eq!(back.labels["alertname"], "underpass-ponding");
+    }
+
+    #[test]
+    fn alertmanager_gets_labels_and_an_end_only_when_resolved() {
+        let store = AlertStore::default();
+        let state = AlertState::new("f1".into(), "underpass-ponding", "sensor", "up-1", crate::model::Area::default(), "1m");
+        store.record(&event(), &state);
+        let am = to_alertmanager(&store.get("f1").unwrap());
+        assert_eq!(am.labels["alertname"], "underpass-ponding");
+        assert_eq!(am.labels["sensor_id"], "up-1");
+        assert_eq!(am.labels["severity"], "critical");
+        assert_eq!(am.ends_at.as_deref(), Some("1970-01-01T00:00:02.000Z"));
+        assert_eq!(store.list("firing").len(), 0);
+        assert_eq!(store.list("resolved").len(), 1);
+    }
 }
