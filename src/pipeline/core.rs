@@ -195,9 +195,12 @@ impl Processor {
         self.alerts.acknowledge(fingerprint, by, comment, now_ms).map(|(event, state)| PendingAlert { event, state, hold: None })
     }
 
-    /// Restores alert state from the changelog (alerts of rules this stage evaluates).
+    /// Restores alert state from the changelog (alerts of rules this stage evaluates). A
+    /// state older than the one held here (by its last evaluation) is ignored.
     pub fn restore_alert(&mut self, state: AlertState) {
-        if self.alerts.rules().iter().any(|r| state.rule.starts_with(&r.id)) {
+        let ours = self.alerts.rules().iter().any(|r| state.rule == r.id || state.rule.starts_with(&format!("{}/", r.id)));
+        let newer = self.alerts.state(&state.fingerprint).is_none_or(|held| state.last_eval_ms > held.last_eval_ms);
+        if ours && newer {
             self.alerts.restore(state);
         }
     }
@@ -310,6 +313,27 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].window.result.values.count(), 1);
         assert_eq!(out[0].window.first_offset, 0);
+    }
+
+    #[test]
+    fn a_restored_alert_state_never_replaces_a_newer_one() {
+        let mut settings = CoreSettings::from(&Settings::defaults());
+        settings.alert_rules = crate::alert::rules::parse_rules(include_str!("../../deploy/rules.toml"), "rules").unwrap();
+        let mut p = Processor::new(settings, Arc::new(Registry::empty()));
+        let state = |last_eval_ms: i64, rule: &str| {
+            let mut s = AlertState::new(format!("fp-{rule}"), rule, "sensor", "s1", crate::model::Area::default(), "1m");
+            s.last_eval_ms = last_eval_ms;
+            s
+        };
+        p.restore_alert(state(10, "pm25-stuck"));
+        p.restore_alert(state(5, "pm25-stuck"));
+        assert_eq!(p.alerts.state("fp-pm25-stuck").unwrap().last_eval_ms, 10);
+        p.restore_alert(state(20, "pm25-stuck"));
+        assert_eq!(p.alerts.state("fp-pm25-stuck").unwrap().last_eval_ms, 20);
+        p.restore_alert(state(30, "pm25-outlier"));
+        assert!(p.alerts.state("fp-pm25-outlier").is_none(), "outliers belong to the area stage");
+        p.restore_alert(state(30, "pm25-no-data/no_data"));
+        assert!(p.alerts.state("fp-pm25-no-data/no_data").is_some());
     }
 
     #[test]

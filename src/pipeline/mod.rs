@@ -224,6 +224,8 @@ async fn run_sensor_stage(
         processor.restore_alert(state);
     }
     let mut acks = alerting.acks.take();
+    let mut assigned_before = false;
+    let mut reloading: Option<tokio::task::JoinHandle<Result<Vec<crate::alert::AlertState>, rdkafka::error::KafkaError>>> = None;
     let aggregates = match &settings.rollup {
         Some(rollup) => Some(
             AggregatesSink::new(&settings.kafka.brokers, &settings.kafka.properties, &rollup.topic, offsets.clone())
@@ -302,8 +304,24 @@ async fn run_sensor_stage(
                     offsets.lock().unwrap_or_else(|e| e.into_inner()).drop_partition(revoked);
                     announced.remove(&revoked);
                 }
-                for assigned in source.take_assigned() {
-                    processor.ensure_partition(assigned, wall_ms());
+                let assigned = source.take_assigned();
+                for partition in &assigned {
+                    processor.ensure_partition(*partition, wall_ms());
+                }
+                // A partition that moves here brings its sensors' alerts: read the changelog
+                // again (in the background) and take every state newer than ours.
+                if !assigned.is_empty() && std::mem::replace(&mut assigned_before, true) {
+                    if let Some(a) = &settings.alerts {
+                        let (brokers, topic) = (settings.kafka.brokers.clone(), a.changelog_topic.clone());
+                        reloading = Some(tokio::task::spawn_blocking(move || restore_alert_states(&brokers, &topic)));
+                    }
+                }
+                if reloading.as_ref().is_some_and(|t| t.is_finished()) {
+                    if let Some(Ok(Ok(states))) = reloading.take().map(futures::FutureExt::now_or_never).flatten() {
+                        for state in states {
+                            processor.restore_alert(state);
+                        }
+                    }
                 }
                 processor.tick(wall_ms(), &mut emitted);
                 forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
