@@ -317,7 +317,7 @@ async fn run_sensor_stage(
                     }
                 }
                 if reloading.as_ref().is_some_and(|t| t.is_finished()) {
-                    if let Some(Ok(Ok(states))) = reloading.take().map(futures::FutureExt::now_or_never).flatten() {
+                    if let Some(Ok(Ok(states))) = reloading.take().and_then(futures::FutureExt::now_or_never) {
                         for state in states {
                             processor.restore_alert(state);
                         }
