@@ -259,11 +259,12 @@ impl AlertEngine {
                     ((p.peers >= *min_peers && p.robust_z > *k).then_some(*severity), p.mean, p.peer_median, "")
                 }
                 RuleKind::Stuck { windows, severity } => {
-                    let AlertInput::Window(w) = input else { continue };
-                    let Some(v) = w.values.level() else { continue };
-                    let run = self.stuck_runs.entry((index, w.sensor_id.clone())).or_default();
-                    *run = if v.count > 1 && v.max == v.min { *run + 1 } else { 0 };
-                    ((*run >= *windows).then_some(*severity), v.stddev, 0.0, "")
+                    // A flat window counts only while some peer varies: a constant true value
+                    // (everyone flat) is not a stuck sensor.
+                    let AlertInput::Peer(p) = input else { continue };
+                    let run = self.stuck_runs.entry((index, p.sensor_id.clone())).or_default();
+                    *run = if p.flat && p.peers_varying > 0 { *run + 1 } else { 0 };
+                    ((*run >= *windows).then_some(*severity), p.mean, p.peer_median, "")
                 }
                 RuleKind::PileFaulted { for_ms, severity } => {
                     let AlertInput::Window(w) = input else { continue };
@@ -554,20 +555,31 @@ mod tests {
     }
 
     #[test]
-    fn a_stuck_sensor_fires_after_three_flat_windows() {
+    fn a_stuck_sensor_fires_after_three_flat_windows_while_peers_vary() {
         let mut e = engine();
-        let flat = |m: i64, value: f64, spread: f64| WindowResult {
+        let peer = |m: i64, flat: bool, peers_varying: u32| PeerDeviation {
+            kind: Kind::Pm25,
             window: "1m".into(),
-            start_ms: m * 60_000,
             end_ms: (m + 1) * 60_000,
-            values: WindowValues::Level(LevelValues { count: 4, min: value, max: value + spread, ..LevelValues::single(value) }),
-            domain: None,
-            ..pm25_hour("s9", 0, 0)
+            sensor_id: "s9".into(),
+            grid: "g".into(),
+            street: "s".into(),
+            district: "d".into(),
+            mean: 30.0,
+            peer_median: 31.0,
+            robust_z: 0.5,
+            peers: 6,
+            flat,
+            peers_varying,
         };
-        let events = run(&mut e, &[flat(0, 30.0, 1.0), flat(1, 30.0, 0.0), flat(2, 30.0, 0.0), flat(3, 30.0, 0.0), flat(4, 31.0, 2.0)]);
-        assert_eq!(changes(&events), vec![("fired".into(), "warning".into()), ("resolved".into(), "warning".into())]);
-        assert_eq!(events[0].rule, "pm25-stuck");
-        assert_eq!(events[0].at_ms, 4 * 60_000);
+        let mut out = Vec::new();
+        // Minutes 1-2: flat but so is everyone (clean air, integer readings): not stuck.
+        for (m, (flat, varying)) in [(false, 5), (true, 0), (true, 0), (true, 5), (true, 5), (true, 5), (false, 5)].iter().enumerate() {
+            e.evaluate(AlertInput::Peer(&peer(m as i64, *flat, *varying)), &mut out);
+        }
+        let events: Vec<(&str, i64)> = out.iter().map(|(ev, _)| (ev.change.as_str(), ev.at_ms)).collect();
+        assert_eq!(events, [("fired", 6 * 60_000), ("resolved", 7 * 60_000)]);
+        assert_eq!(out[0].0.rule, "pm25-stuck");
     }
 
     #[test]
@@ -613,6 +625,8 @@ mod tests {
             peer_median: 32.0,
             robust_z: z,
             peers,
+            flat: false,
+            peers_varying: peers - 1,
         };
         let mut out = Vec::new();
         for (h, (z, peers)) in [(1.0, 8), (9.0, 3), (9.0, 8), (9.5, 8), (0.5, 8)].iter().enumerate() {

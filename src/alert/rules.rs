@@ -158,7 +158,8 @@ pub enum RuleKind {
     Threshold { field: Field, below: bool, levels: Vec<Level> },
     /// Deadman: no reading for a duration (processing time) or coverage below a fraction.
     Missing { no_data_for_ms: Option<i64>, coverage_below: Option<f64>, severity: Severity },
-    /// Zero variance over `windows` consecutive windows with more than one sample each.
+    /// Zero variance over `windows` consecutive windows with more than one sample each,
+    /// while peers (same street) vary. Evaluated by the area stage.
     Stuck { windows: u32, severity: Severity },
     /// A pile reporting Faulted for at least `for_ms` of event time.
     PileFaulted { for_ms: i64, severity: Severity },
@@ -170,7 +171,7 @@ pub enum RuleKind {
 impl Rule {
     /// Whether the area stage evaluates this rule (area scopes and peer comparisons).
     pub fn needs_area_stage(&self) -> bool {
-        self.scope != Scope::Sensor || matches!(self.condition, RuleKind::Outlier { .. })
+        self.scope != Scope::Sensor || matches!(self.condition, RuleKind::Outlier { .. } | RuleKind::Stuck { .. })
     }
 }
 

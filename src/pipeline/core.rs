@@ -325,13 +325,15 @@ mod tests {
             s.last_eval_ms = last_eval_ms;
             s
         };
-        p.restore_alert(state(10, "pm25-stuck"));
-        p.restore_alert(state(5, "pm25-stuck"));
-        assert_eq!(p.alerts.state("fp-pm25-stuck").unwrap().last_eval_ms, 10);
-        p.restore_alert(state(20, "pm25-stuck"));
-        assert_eq!(p.alerts.state("fp-pm25-stuck").unwrap().last_eval_ms, 20);
+        p.restore_alert(state(10, "pile-faulted"));
+        p.restore_alert(state(5, "pile-faulted"));
+        assert_eq!(p.alerts.state("fp-pile-faulted").unwrap().last_eval_ms, 10);
+        p.restore_alert(state(20, "pile-faulted"));
+        assert_eq!(p.alerts.state("fp-pile-faulted").unwrap().last_eval_ms, 20);
         p.restore_alert(state(30, "pm25-outlier"));
         assert!(p.alerts.state("fp-pm25-outlier").is_none(), "outliers belong to the area stage");
+        p.restore_alert(state(30, "pm25-stuck"));
+        assert!(p.alerts.state("fp-pm25-stuck").is_none(), "stuck sensors are judged against peers in the area stage");
         p.restore_alert(state(30, "pm25-no-data/no_data"));
         assert!(p.alerts.state("fp-pm25-no-data/no_data").is_some());
     }

@@ -53,6 +53,7 @@ fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
         let mut spreads: Vec<f64> = means.iter().map(|x| (x - m).abs()).collect();
         let mad = median(&mut spreads);
         let scale = (1.4826 * mad).max(MIN_RELATIVE_SPREAD * m.abs()).max(1e-9);
+        let varying = sensors.iter().filter(|s| !s.flat).count() as u32;
         for s in sensors {
             let mean = s.mean.unwrap_or(m);
             out.push(PeerDeviation {
@@ -67,6 +68,8 @@ fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
                 peer_median: m,
                 robust_z: (mean - m).abs() / scale,
                 peers: sensors.len() as u32,
+                flat: s.flat,
+                peers_varying: varying - u32::from(!s.flat),
             });
         }
     }
@@ -280,6 +283,7 @@ mod tests {
                 max: Some(mean + 1.0),
                 last_status: None,
                 utilisation: None,
+                flat: false,
             }),
         }
     }

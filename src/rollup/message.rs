@@ -23,13 +23,16 @@ pub struct SensorWindow {
     pub last_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utilisation: Option<f64>,
+    /// Levels: more than one sample, all equal (a candidate stuck sensor).
+    #[serde(default)]
+    pub flat: bool,
 }
 
 impl From<&WindowResult> for SensorWindow {
     fn from(r: &WindowResult) -> Self {
-        let (mean, max, last_status) = match &r.values {
-            WindowValues::Level(v) => (Some(v.mean), Some(v.max), None),
-            WindowValues::Pile(p) => (None, None, Some(p.last_status.clone())),
+        let (mean, max, last_status, flat) = match &r.values {
+            WindowValues::Level(v) => (Some(v.mean), Some(v.max), None, v.count > 1 && v.min == v.max),
+            WindowValues::Pile(p) => (None, None, Some(p.last_status.clone()), false),
         };
         let utilisation = match r.domain {
             Some(DomainValues::Charging { utilisation }) => utilisation,
@@ -48,6 +51,7 @@ impl From<&WindowResult> for SensorWindow {
             max,
             last_status,
             utilisation,
+            flat,
         }
     }
 }
@@ -100,6 +104,10 @@ pub struct PeerDeviation {
     pub robust_z: f64,
     /// Sensors in the group, this one included.
     pub peers: u32,
+    /// This sensor's window had several samples, all equal.
+    pub flat: bool,
+    /// Peers (others in the group) whose readings varied in the window.
+    pub peers_varying: u32,
 }
 
 /// One area's roll-up of one window.
