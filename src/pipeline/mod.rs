@@ -347,6 +347,7 @@ async fn run_sensor_stage(
                     }
                 };
                 let Some(input) = source.input(message.topic()) else { continue };
+                shared.stats.mark_first_record(wall_ms());
                 let partition = SourcePartition { kind: input.kind, partition: message.partition() };
                 let content_type = message.headers().and_then(|headers| {
                     headers.iter().find(|h| h.key.eq_ignore_ascii_case("content-type")).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())

@@ -23,9 +23,16 @@ pub struct PipelineStats {
     pub open_windows: AtomicU64,
     /// Wall-clock ms of the last successful sink write (0: none yet).
     pub last_write_ms: AtomicI64,
+    /// Wall-clock ms when the first record was consumed (0: none yet).
+    pub first_record_ms: AtomicI64,
 }
 
 impl PipelineStats {
+    /// Notes the wall time of the first record (for end-to-end rates).
+    pub fn mark_first_record(&self, wall_ms: i64) {
+        let _ = self.first_record_ms.compare_exchange(0, wall_ms, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     pub fn record_accepted(&self, kind: Kind) {
         self.records_in[kind.index()].fetch_add(1, Ordering::Relaxed);
         self.accepted[kind.index()].fetch_add(1, Ordering::Relaxed);

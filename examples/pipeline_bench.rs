@@ -1,0 +1,86 @@
+//! citysense's end-to-end rate for scripts/bench.sh: runs the pipeline (both stages, the
+//! InfluxDB sink) on topics already loaded with `citysense simulate`, from the first record
+//! consumed until every record is consumed and every closed window is acknowledged by the
+//! time-series store. Prints one JSON line.
+//!
+//! `cargo run --release --example pipeline_bench -- BROKERS TOPIC_PREFIX RECORDS INFLUX_URL`
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use citysense::pipeline::{self, wall_ms, Shared};
+use citysense::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, brokers, prefix, records, influx] = &args[..] else {
+        eprintln!("usage: pipeline_bench BROKERS TOPIC_PREFIX RECORDS INFLUX_URL");
+        std::process::exit(2);
+    };
+    let expected: u64 = records.parse().expect("a record count");
+    let text = format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "bench-{pid}"
+[topics]
+deadletter = "{prefix}.deadletter"
+pm25 = {{ name = "{prefix}.pm25" }}
+dust = {{ name = "{prefix}.dust" }}
+water = {{ name = "{prefix}.water" }}
+charging = {{ name = "{prefix}.charging" }}
+[validation]
+max_age = "off"
+[windows]
+pm25 = ["1m", "1h"]
+dust = ["1h"]
+water = ["1m"]
+charging = ["5m"]
+[influx]
+url = "{influx}"
+org = "citysense"
+bucket = "citysense"
+batch_size = 5000
+flush_interval = "200ms"
+[rollup]
+topic = "{prefix}.aggregates"
+group_id = "bench-areas-{pid}"
+"#,
+        pid = std::process::id()
+    );
+    let settings = citysense::config::parse(&text, "bench", Vec::new()).expect("valid config");
+    let shared = Shared::default();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(pipeline::run(settings, Arc::new(Registry::empty()), shared.clone(), shutdown.clone()));
+    let stats = shared.stats.clone();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let (mut last_windows, mut last_change_ms) = (0, 0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let windows = stats.windows_closed.load(Ordering::Relaxed);
+        if windows != last_windows {
+            (last_windows, last_change_ms) = (windows, stats.last_write_ms.load(Ordering::Relaxed));
+        }
+        let consumed = stats.records_in() >= expected;
+        if consumed && wall_ms() - last_change_ms.max(1) > 1_000 && last_windows > 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("gave up: {} of {expected} records", stats.records_in());
+            break;
+        }
+    }
+    let first = stats.first_record_ms.load(Ordering::Relaxed);
+    let secs = (last_change_ms - first) as f64 / 1000.0;
+    println!(
+        "{{\"records\":{},\"windows\":{last_windows},\"dead_lettered\":{},\"seconds\":{secs:.3},\"per_second\":{:.0}}}",
+        stats.records_in(),
+        stats.rejected(),
+        stats.records_in() as f64 / secs.max(1e-9)
+    );
+    shutdown.cancel();
+    let _ = run.await;
+}

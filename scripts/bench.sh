@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# End-to-end benchmark against the real tansu broker and VictoriaMetrics (started here,
+# see scripts/services.sh). For each format (JSON, protobuf) and run it loads RECORDS
+# simulated readings with `citysense simulate`, then measures in the same run:
+#   (a) the raw consume rate of a bare rdkafka consumer on the same topics (the physical
+#       limit of this broker and client on this machine: examples/raw_consume.rs), and
+#   (b) citysense's end-to-end rate, first record consumed → last window acknowledged by
+#       VictoriaMetrics (examples/pipeline_bench.rs),
+# and prints min/median/max of each and the ratio (b)/(a). Results go to
+# target/bench/results.md; copy them into BENCHMARKS.md.
+#   BENCH_RECORDS (default 2000000)  BENCH_RUNS (3)  BENCH_SENSORS (10000)
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
+cd "$ROOT"
+
+RECORDS="${BENCH_RECORDS:-2000000}"
+RUNS="${BENCH_RUNS:-3}"
+SENSORS="${BENCH_SENSORS:-10000}"
+OUT="$ROOT/target/bench"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+
+log "Building release binaries"
+cargo build --release --locked --quiet --bin citysense --example raw_consume --example pipeline_bench
+BIN="$ROOT/target/release"
+
+create_topic() { "$TANSU" topic create "$1" --partitions "$2" --broker "tcp://$CITYSENSE_TEST_KAFKA" >/dev/null; }
+
+for format in json protobuf; do
+    for run in $(seq 1 "$RUNS"); do
+        prefix="bench-$format-$run"
+        for kind in pm25 dust water charging aggregates; do create_topic "$prefix.$kind" 4; done
+        create_topic "$prefix.deadletter" 1
+        topics="$prefix.pm25,$prefix.dust,$prefix.water,$prefix.charging"
+        log "[$format $run/$RUNS] loading $RECORDS readings from $SENSORS sensors"
+        "$BIN/citysense" simulate --brokers "$CITYSENSE_TEST_KAFKA" --topics "$topics" --sensors "$SENSORS" \
+            --rate 0 --count "$RECORDS" --format "$format" --interval 60s 2>>"$OUT/simulate.log"
+        raw="$("$BIN/examples/raw_consume" "$CITYSENSE_TEST_KAFKA" "$topics" "$RECORDS")"
+        log "[$format $run/$RUNS] raw consumer: $raw"
+        e2e="$("$BIN/examples/pipeline_bench" "$CITYSENSE_TEST_KAFKA" "$prefix" "$RECORDS" "$CITYSENSE_TEST_INFLUX" 2>>"$OUT/pipeline.log")"
+        log "[$format $run/$RUNS] citysense: $e2e"
+        printf '{"format":"%s","run":%s,"raw":%s,"citysense":%s}\n' "$format" "$run" "$raw" "$e2e" >>"$RESULTS"
+    done
+done
+
+python3 - "$RESULTS" "$RECORDS" "$SENSORS" >"$OUT/results.md" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{sys.argv[2]} readings per run, {sys.argv[3]} sensors, {len(rows)} runs\n")
+print("| format | raw consume (rec/s) min / median / max | citysense end to end (rec/s) min / median / max | ratio (median of per-run ratios) |")
+print("|---|---|---|---|")
+for fmt in ("json", "protobuf"):
+    rs = [r for r in rows if r["format"] == fmt]
+    raw = sorted(r["raw"]["per_second"] for r in rs)
+    e2e = sorted(r["citysense"]["per_second"] for r in rs)
+    ratio = statistics.median(r["citysense"]["per_second"] / r["raw"]["per_second"] for r in rs)
+    f = lambda v: f"{min(v):,.0f} / {statistics.median(v):,.0f} / {max(v):,.0f}"
+    print(f"| {fmt} | {f(raw)} | {f(e2e)} | {ratio:.2f} |")
+PY
+cat "$OUT/results.md"
