@@ -36,6 +36,15 @@ impl Accumulator {
         }
     }
 
+    /// Adds another accumulator's samples (a later pane of the same window).
+    pub fn merge(&mut self, other: &Accumulator) {
+        match (self, other) {
+            (Accumulator::Level(a), Accumulator::Level(b)) => a.merge(b),
+            (Accumulator::Pile(a), Accumulator::Pile(b)) => a.merge(b),
+            _ => debug_assert!(false, "panes of one window share a kind"),
+        }
+    }
+
     /// The window's aggregates; `end_ms` bounds the time in the last pile status.
     pub fn finish(&self, end_ms: i64) -> WindowValues {
         match self {

@@ -30,6 +30,22 @@ impl PileStats {
         self.timeline.push((ts_ms, status));
     }
 
+    /// Combines two disjoint sets of records (panes of one window).
+    pub fn merge(&mut self, other: &PileStats) {
+        self.count += other.count;
+        for (mine, theirs) in self.status_counts.iter_mut().zip(other.status_counts) {
+            *mine += theirs;
+        }
+        if let Some((ts, status)) = other.last_status {
+            if self.last_status.is_none_or(|(mine, _)| ts > mine) {
+                self.last_status = Some((ts, status));
+            }
+        }
+        self.power_sum_kw += other.power_sum_kw;
+        self.power_samples += other.power_samples;
+        self.timeline.extend_from_slice(&other.timeline);
+    }
+
     /// Milliseconds in each status from each record to the next, the last one until
     /// `end_ms`. A heartbeat continues the status before it; time before the first real
     /// status is not attributed.

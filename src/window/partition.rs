@@ -1,8 +1,11 @@
 //! The open windows of one input partition: duplicate detection, lateness, the tracked-sensor
 //! cap, accumulation, and closing windows as the partition's watermark passes them.
 //!
-//! Every accepted reading enters all windows that contain it, or none: if any of them has
-//! already closed the reading is `late`. Lateness is checked before duplicates, so a
+//! Windows are built from panes (one slide long): a reading updates one pane per spec and
+//! a window is the merge of the panes it covers when it closes, so a 24 h window sliding
+//! every hour costs one update per reading, not 24. Every accepted reading enters all
+//! windows that contain it, or none: if any of them has already closed the reading is
+//! `late`. Lateness is checked before duplicates, so a
 //! re-sent record is `late` once its windows closed and `duplicate` while they are open;
 //! that makes pruning the duplicate memory of closed windows invisible. Each open window remembers the first input offset
 //! that fed it, which is what keeps the commit below unfinished work (`pipeline::offsets`).
@@ -59,24 +62,15 @@ pub struct ClosedWindow {
     pub first_offset: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct WindowKey {
-    end_ms: i64,
-    sensor: Arc<str>,
-    spec: usize,
-}
+/// A window end, sensor and spec: one window of one sensor.
+type WindowKey = (i64, Arc<str>, usize);
 
+/// One slide-sized slice of event time for one sensor and spec. A window is the merge of
+/// the `size / slide` panes it covers (one pane for a tumbling window), so a reading
+/// updates one pane per spec however many sliding windows overlap it.
 #[derive(Debug)]
-struct OpenWindow {
-    start_ms: i64,
+struct Pane {
     first_offset: i64,
-    acc: Accumulator,
-}
-
-/// A closed window kept for corrections under `LatePolicy::Update`.
-#[derive(Debug)]
-struct RetainedWindow {
-    start_ms: i64,
     acc: Accumulator,
 }
 
@@ -84,9 +78,9 @@ struct RetainedWindow {
 #[derive(Debug, Default)]
 struct SensorState {
     area: Area,
-    open_windows: usize,
-    retained_windows: usize,
-    /// Event times accepted, pruned once every window they fed has closed.
+    /// Panes held for this sensor (all specs); the sensor is forgotten when none are left.
+    panes: usize,
+    /// Event times accepted, pruned once every window they fed can no longer change.
     seen_ts: BTreeMap<i64, Option<u64>>,
     seen_seq: HashMap<u64, i64>,
 }
@@ -98,12 +92,15 @@ pub struct PartitionWindows {
     timing: WindowTiming,
     watermark: Watermark,
     sensors: HashMap<Arc<str>, SensorState>,
-    /// Ordered by window end, so closing pops from the front.
-    open: BTreeMap<WindowKey, OpenWindow>,
-    /// Multiset of the first offsets of open windows.
+    /// Panes by (sensor, spec), ordered by pane end.
+    panes: HashMap<(Arc<str>, usize), BTreeMap<i64, Pane>>,
+    /// Windows with data not yet emitted, ordered by end: closing pops from the front.
+    pending: BTreeSet<WindowKey>,
+    /// When each pane may go: once the watermark reaches this, no window using it can
+    /// close or be corrected any more. (threshold, sensor, spec, pane end)
+    expiry: BTreeSet<(i64, Arc<str>, usize, i64)>,
+    /// Multiset of the first offsets of held panes.
     open_offsets: BTreeMap<i64, usize>,
-    /// Closed windows that late records may still correct (`LatePolicy::Update`).
-    retained: BTreeMap<WindowKey, RetainedWindow>,
     last_record_wall_ms: i64,
 }
 
@@ -114,9 +111,10 @@ impl PartitionWindows {
             specs,
             watermark: Watermark::new(timing.out_of_orderness_ms),
             sensors: HashMap::new(),
-            open: BTreeMap::new(),
+            panes: HashMap::new(),
+            pending: BTreeSet::new(),
+            expiry: BTreeSet::new(),
             open_offsets: BTreeMap::new(),
-            retained: BTreeMap::new(),
             last_record_wall_ms: now_wall_ms,
             timing,
         }
@@ -134,15 +132,16 @@ impl PartitionWindows {
         self.sensors.len()
     }
 
+    /// Windows with data that have not closed yet.
     pub fn open_windows(&self) -> usize {
-        self.open.len()
+        self.pending.len()
     }
 
     pub fn last_record_wall_ms(&self) -> i64 {
         self.last_record_wall_ms
     }
 
-    /// The lowest offset that still feeds an open window.
+    /// The lowest offset that still feeds a window that is open (or still correctable).
     pub fn lowest_open_offset(&self) -> Option<i64> {
         self.open_offsets.keys().next().copied()
     }
@@ -164,19 +163,19 @@ impl PartitionWindows {
         let watermark = self.watermark.current();
         let update_horizon = timing.update_horizon_ms();
         for spec in specs.iter() {
-            for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
-                let closes_at = start + spec.size_ms + timing.allowed_lateness_ms;
-                if closes_at.saturating_add(update_horizon) <= watermark {
-                    return reject(
-                        Reason::Late,
-                        format!(
-                            "window {} starting {} closed; watermark {}",
-                            spec.label,
-                            crate::decode::validate::format_ms(start),
-                            crate::decode::validate::format_ms(watermark)
-                        ),
-                    );
-                }
+            // The earliest-closing window containing the reading ends with its pane.
+            let pane_end = pane_end(reading.ts_ms, spec, timing.tz_offset_ms);
+            let closes_at = pane_end + timing.allowed_lateness_ms;
+            if closes_at.saturating_add(update_horizon) <= watermark {
+                return reject(
+                    Reason::Late,
+                    format!(
+                        "window {} starting {} closed; watermark {}",
+                        spec.label,
+                        crate::decode::validate::format_ms(pane_end - spec.size_ms),
+                        crate::decode::validate::format_ms(watermark)
+                    ),
+                );
             }
         }
         if let Some(state) = self.sensors.get(reading.sensor_id.as_str()) {
@@ -206,34 +205,39 @@ impl PartitionWindows {
         if let Some(seq) = reading.seq {
             state.seen_seq.insert(seq, reading.ts_ms);
         }
-        state.area = reading.area;
+        state.area = reading.area.clone();
         let mut corrected = Vec::new();
         for (spec_index, spec) in specs.iter().enumerate() {
-            for start in spec.starts_containing(reading.ts_ms, timing.tz_offset_ms) {
-                let key = WindowKey { end_ms: start + spec.size_ms, sensor: sensor.clone(), spec: spec_index };
-                if key.end_ms + timing.allowed_lateness_ms <= watermark {
-                    // Closed, but within the update horizon (checked above): correct it.
-                    let window = self.retained.entry(key.clone()).or_insert_with(|| {
-                        state.retained_windows += 1;
-                        RetainedWindow { start_ms: start, acc: Accumulator::for_observation(&reading.observation) }
-                    });
-                    window.acc.add(reading.ts_ms, &reading.observation);
-                    corrected.push(key);
-                    continue;
+            let end = pane_end(reading.ts_ms, spec, timing.tz_offset_ms);
+            let panes = self.panes.entry((sensor.clone(), spec_index)).or_default();
+            let pane = panes.entry(end).or_insert_with(|| {
+                state.panes += 1;
+                *self.open_offsets.entry(offset).or_default() += 1;
+                let last_window_end = end + spec.size_ms - spec.slide_ms;
+                self.expiry.insert((last_window_end + timing.allowed_lateness_ms + update_horizon, sensor.clone(), spec_index, end));
+                // Every window this pane belongs to that has not closed yet.
+                let mut window_end = end;
+                while window_end <= last_window_end {
+                    if window_end + timing.allowed_lateness_ms > watermark {
+                        self.pending.insert((window_end, sensor.clone(), spec_index));
+                    }
+                    window_end += spec.slide_ms;
                 }
-                let window = self.open.entry(key).or_insert_with(|| {
-                    state.open_windows += 1;
-                    *self.open_offsets.entry(offset).or_default() += 1;
-                    OpenWindow { start_ms: start, first_offset: offset, acc: Accumulator::for_observation(&reading.observation) }
-                });
-                window.acc.add(reading.ts_ms, &reading.observation);
+                Pane { first_offset: offset, acc: Accumulator::for_observation(&reading.observation) }
+            });
+            pane.acc.add(reading.ts_ms, &reading.observation);
+            // Windows already closed but still correctable (late policy `update`).
+            let mut window_end = end;
+            while window_end <= end + spec.size_ms - spec.slide_ms && window_end + timing.allowed_lateness_ms <= watermark {
+                corrected.push((window_end, sensor.clone(), spec_index));
+                window_end += spec.slide_ms;
             }
         }
         for key in corrected {
-            if let Some(window) = self.retained.get(&key) {
-                let result = self.result_of(&key, window.start_ms, &window.acc);
-                // The corrected window's only new input is this record: it holds this offset.
-                closed.push(ClosedWindow { result, first_offset: offset });
+            if let Some(mut window) = self.window_of(&key) {
+                // The correction's only new input is this record: it holds this offset.
+                window.first_offset = offset;
+                closed.push(window);
             }
         }
         self.watermark.observe(reading.ts_ms);
@@ -247,69 +251,83 @@ impl PartitionWindows {
         self.close_due(budget, closed);
     }
 
-    /// The result of a window from its accumulator, with the sensor's current area.
-    fn result_of(&self, key: &WindowKey, start_ms: i64, acc: &Accumulator) -> WindowResult {
-        WindowResult {
-            kind: self.kind,
-            sensor_id: key.sensor.to_string(),
-            window: self.specs[key.spec].label.clone(),
-            start_ms,
-            end_ms: key.end_ms,
-            area: self.sensors.get(&key.sensor).map(|s| s.area.clone()).unwrap_or_default(),
-            values: acc.finish(key.end_ms),
-            coverage: None,
-            domain: None,
+    /// The window `key` merged from its panes, or `None` when none holds data.
+    fn window_of(&self, key: &WindowKey) -> Option<ClosedWindow> {
+        let (end_ms, sensor, spec_index) = key;
+        let spec = &self.specs[*spec_index];
+        let panes = self.panes.get(&(sensor.clone(), *spec_index))?;
+        let mut merged: Option<(Accumulator, i64)> = None;
+        for (_, pane) in panes.range(end_ms - spec.size_ms + 1..=*end_ms) {
+            match merged.as_mut() {
+                None => merged = Some((pane.acc.clone(), pane.first_offset)),
+                Some((acc, first)) => {
+                    acc.merge(&pane.acc);
+                    *first = (*first).min(pane.first_offset);
+                }
+            }
         }
+        let (acc, first_offset) = merged?;
+        Some(ClosedWindow {
+            result: WindowResult {
+                kind: self.kind,
+                sensor_id: sensor.to_string(),
+                window: spec.label.clone(),
+                start_ms: end_ms - spec.size_ms,
+                end_ms: *end_ms,
+                area: self.sensors.get(sensor).map(|s| s.area.clone()).unwrap_or_default(),
+                values: acc.finish(*end_ms),
+                coverage: None,
+                domain: None,
+            },
+            first_offset,
+        })
     }
 
     fn close_due(&mut self, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
-        let (specs, timing) = (self.specs.clone(), self.timing.clone());
+        let timing = self.timing.clone();
         let watermark = self.watermark.current();
-        let mut closed_sensors = BTreeSet::new();
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().end_ms + timing.allowed_lateness_ms > watermark {
+        while let Some(first) = self.pending.first() {
+            if first.0 + timing.allowed_lateness_ms > watermark {
                 break;
             }
-            let (key, window) = entry.remove_entry();
-            if let Some(count) = self.open_offsets.get_mut(&window.first_offset) {
-                *count -= 1;
-                if *count == 0 {
-                    self.open_offsets.remove(&window.first_offset);
-                }
-            }
-            let result = self.result_of(&key, window.start_ms, &window.acc);
-            closed.push(ClosedWindow { result, first_offset: window.first_offset });
-            let state = self.sensors.get_mut(&key.sensor);
-            if let Some(state) = state {
-                state.open_windows -= 1;
-                if timing.late_policy != LatePolicy::DeadLetter {
-                    state.retained_windows += 1;
-                }
-            }
-            closed_sensors.insert(key.sensor.clone());
-            if timing.late_policy != LatePolicy::DeadLetter {
-                self.retained.insert(key, RetainedWindow { start_ms: window.start_ms, acc: window.acc });
+            let Some(key) = self.pending.pop_first() else { break };
+            if let Some(window) = self.window_of(&key) {
+                closed.push(window);
             }
         }
-        let update_horizon = timing.update_horizon_ms();
-        while let Some(entry) = self.retained.first_entry() {
-            if entry.key().end_ms + timing.allowed_lateness_ms + update_horizon > watermark {
+        // Drop panes no window can use any more; forget sensors with nothing left.
+        let mut touched = BTreeSet::new();
+        while let Some(first) = self.expiry.first() {
+            if first.0 > watermark {
                 break;
             }
-            let (key, _) = entry.remove_entry();
-            if let Some(state) = self.sensors.get_mut(&key.sensor) {
-                state.retained_windows -= 1;
+            let Some((_, sensor, spec_index, end)) = self.expiry.pop_first() else { break };
+            let index_key = (sensor.clone(), spec_index);
+            if let Some(panes) = self.panes.get_mut(&index_key) {
+                if let Some(pane) = panes.remove(&end) {
+                    if let Some(count) = self.open_offsets.get_mut(&pane.first_offset) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.open_offsets.remove(&pane.first_offset);
+                        }
+                    }
+                    if let Some(state) = self.sensors.get_mut(&sensor) {
+                        state.panes -= 1;
+                    }
+                }
+                if panes.is_empty() {
+                    self.panes.remove(&index_key);
+                }
             }
-            closed_sensors.insert(key.sensor);
+            touched.insert(sensor);
         }
-        // Forget what only closed windows needed: timestamps whose every window has closed
-        // (and can no longer be updated) are late if sent again, and a sensor with nothing
-        // open or retained is no longer tracked.
-        let min_size = specs.iter().map(|s| s.size_ms).min().unwrap_or(0);
-        let horizon = watermark.saturating_sub(timing.allowed_lateness_ms).saturating_sub(update_horizon).saturating_sub(min_size);
-        for sensor in closed_sensors {
+        // Timestamps whose every window can no longer change are late if sent again.
+        let min_size = self.specs.iter().map(|s| s.size_ms).min().unwrap_or(0);
+        let horizon =
+            watermark.saturating_sub(timing.allowed_lateness_ms).saturating_sub(timing.update_horizon_ms()).saturating_sub(min_size);
+        for sensor in touched {
             let Some(state) = self.sensors.get_mut(&sensor) else { continue };
-            if state.open_windows == 0 && state.retained_windows == 0 {
+            if state.panes == 0 {
                 self.sensors.remove(&sensor);
                 budget.tracked -= 1;
                 continue;
@@ -324,6 +342,11 @@ impl PartitionWindows {
             }
         }
     }
+}
+
+/// The end of the slide-sized pane of `spec` that contains `ts_ms`.
+fn pane_end(ts_ms: i64, spec: &WindowSpec, tz_offset_ms: i64) -> i64 {
+    (ts_ms + tz_offset_ms).div_euclid(spec.slide_ms) * spec.slide_ms - tz_offset_ms + spec.slide_ms
 }
 
 #[cfg(test)]
