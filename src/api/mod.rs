@@ -56,6 +56,14 @@ struct SeriesParams {
     limit: Option<usize>,
 }
 
+/// An optional `kind` query parameter; `Err` is the message for a bad request.
+fn parse_kind(kind: Option<&str>) -> Result<Option<Kind>, String> {
+    match kind {
+        None => Ok(None),
+        Some(k) => Kind::parse(k).map(Some).ok_or_else(|| format!("unknown kind {k:?}: use pm25, dust, water or charging")),
+    }
+}
+
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": message }))).into_response()
 }
@@ -68,10 +76,9 @@ async fn series(
         Ok(p) => p,
         Err(err) => return bad_request(err.body_text()),
     };
-    let kind = match params.kind.as_deref().map(|k| Kind::parse(k).ok_or(k)) {
-        None => None,
-        Some(Ok(kind)) => Some(kind),
-        Some(Err(k)) => return bad_request(format!("unknown kind {k:?}: use pm25, dust, water or charging")),
+    let kind = match parse_kind(params.kind.as_deref()) {
+        Ok(kind) => kind,
+        Err(message) => return bad_request(message),
     };
     let query = SeriesQuery {
         kind,
@@ -98,10 +105,9 @@ async fn areas(State(shared): State<Arc<Shared>>, params: Result<Query<AreaParam
         Ok(p) => p,
         Err(err) => return bad_request(err.body_text()),
     };
-    let kind = match params.kind.as_deref().map(|k| Kind::parse(k).ok_or(k)) {
-        None => None,
-        Some(Ok(kind)) => Some(kind),
-        Some(Err(k)) => return bad_request(format!("unknown kind {k:?}: use pm25, dust, water or charging")),
+    let kind = match parse_kind(params.kind.as_deref()) {
+        Ok(kind) => kind,
+        Err(message) => return bad_request(message),
     };
     let level = match params.level.as_deref() {
         None => None,

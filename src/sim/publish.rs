@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -72,17 +72,8 @@ impl RecordPublisher {
     }
 
     /// Queues any record, waiting while the local queue is full.
-    pub fn send_raw(&self, mut base: BaseRecord<'_, [u8], Vec<u8>>) -> Result<(), KafkaError> {
-        loop {
-            match self.producer.send(base) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    base = returned;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((err, _)) => return Err(err),
-            }
-        }
+    pub fn send_raw(&self, base: BaseRecord<'_, [u8], Vec<u8>>) -> Result<(), KafkaError> {
+        crate::sink::send_waiting(&self.producer, base)
     }
 
     /// Waits until everything queued is delivered (or failed).

@@ -93,19 +93,9 @@ impl AggregatesSink {
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((err, _)) => {
-                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %err, "Aggregate could not be queued; its input offset stays held");
-                    return;
-                }
-            }
+        if let Err(err) = super::send_waiting(&self.producer, record) {
+            self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, "Aggregate could not be queued; its input offset stays held");
         }
     }
 

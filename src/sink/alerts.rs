@@ -9,7 +9,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use tokio::sync::broadcast;
@@ -98,21 +98,11 @@ impl AlertProducer {
     }
 
     fn produce(&self, topic: &str, key: &str, payload: &[u8], release: Option<Release>) {
-        let mut record: BaseRecord<'_, str, [u8], Box<Option<Release>>> =
+        let record: BaseRecord<'_, str, [u8], Box<Option<Release>>> =
             BaseRecord::with_opaque_to(topic, Box::new(release)).key(key).payload(payload);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((err, _)) => {
-                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %err, "Alert could not be queued; its input offset stays held");
-                    return;
-                }
-            }
+        if let Err(err) = super::send_waiting(&self.producer, record) {
+            self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, "Alert could not be queued; its input offset stays held");
         }
     }
 

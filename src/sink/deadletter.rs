@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -85,19 +85,9 @@ impl DeadLetterSink {
         if let Some(payload) = payload {
             record = record.payload(payload);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((err, _)) => {
-                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %err, offset, "Dead letter could not be queued; offset held");
-                    return;
-                }
-            }
+        if let Err(err) = super::send_waiting(&self.producer, record) {
+            self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, offset, "Dead letter could not be queued; offset held");
         }
     }
 

@@ -12,21 +12,14 @@ use crate::rollup::AreaResult;
 /// Appends one `area` point: tags `area`, `district`, `kind`, `level`, `window`; the
 /// roll-up as fields; the window end as timestamp.
 pub fn encode_area(result: &AreaResult, out: &mut String) {
-    out.push_str("area");
-    for (key, value) in [
+    let tags = [
         ("area", result.area.as_str()),
         ("district", result.district.as_str()),
         ("kind", result.kind.as_str()),
         ("level", result.level.as_str()),
         ("window", result.window.as_str()),
-    ] {
-        if !value.is_empty() {
-            out.push(',');
-            out.push_str(key);
-            out.push('=');
-            escape_tag(value, out);
-        }
-    }
+    ];
+    measurement_and_tags("area", &tags, out);
     let mut fields = Fields { out, first: true };
     fields.int("sensors_reporting", result.sensors_reporting as i64);
     if let Some(silent) = result.sensors_silent {
@@ -52,17 +45,11 @@ pub fn encode_area(result: &AreaResult, out: &mut String) {
     let _ = writeln!(out, " {}", result.end_ms);
 }
 
-/// Appends one line (with trailing newline) for `result` to `out`.
-pub fn encode_window(result: &WindowResult, out: &mut String) {
-    out.push_str(result.kind.as_str());
-    // Tags in key order, as InfluxDB recommends; empty values are not allowed, so skipped.
-    for (key, value) in [
-        ("district", result.area.district.as_str()),
-        ("grid", result.area.grid.as_str()),
-        ("sensor_id", result.sensor_id.as_str()),
-        ("street", result.area.street.as_str()),
-        ("window", result.window.as_str()),
-    ] {
+/// Writes the measurement and its tags (given in key order, as InfluxDB recommends);
+/// empty tag values are not allowed in line protocol, so they are skipped.
+fn measurement_and_tags(measurement: &str, tags: &[(&str, &str)], out: &mut String) {
+    out.push_str(measurement);
+    for (key, value) in tags {
         if !value.is_empty() {
             out.push(',');
             out.push_str(key);
@@ -70,6 +57,18 @@ pub fn encode_window(result: &WindowResult, out: &mut String) {
             escape_tag(value, out);
         }
     }
+}
+
+/// Appends one line (with trailing newline) for `result` to `out`.
+pub fn encode_window(result: &WindowResult, out: &mut String) {
+    let tags = [
+        ("district", result.area.district.as_str()),
+        ("grid", result.area.grid.as_str()),
+        ("sensor_id", result.sensor_id.as_str()),
+        ("street", result.area.street.as_str()),
+        ("window", result.window.as_str()),
+    ];
+    measurement_and_tags(result.kind.as_str(), &tags, out);
     let mut fields = Fields { out, first: true };
     match &result.values {
         WindowValues::Level(v) => {
@@ -144,8 +143,7 @@ pub fn encode_window(result: &WindowResult, out: &mut String) {
 /// `severity`, `status`, `street`; the value, threshold, event id and summary as fields; the
 /// event time as timestamp.
 pub fn encode_alert_line(event: &crate::model::AlertEvent, out: &mut String) {
-    out.push_str("alert");
-    for (key, value) in [
+    let tags = [
         ("district", event.district.as_str()),
         ("fingerprint", event.fingerprint.as_str()),
         ("grid", event.grid.as_str()),
@@ -154,14 +152,8 @@ pub fn encode_alert_line(event: &crate::model::AlertEvent, out: &mut String) {
         ("severity", event.severity.as_str()),
         ("status", event.status.as_str()),
         ("street", event.street.as_str()),
-    ] {
-        if !value.is_empty() {
-            out.push(',');
-            out.push_str(key);
-            out.push('=');
-            escape_tag(value, out);
-        }
-    }
+    ];
+    measurement_and_tags("alert", &tags, out);
     let mut fields = Fields { out, first: true };
     fields.float("value", event.value);
     fields.float("threshold", event.threshold);

@@ -5,7 +5,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -34,17 +33,7 @@ pub struct AggregatesSource {
 
 impl AggregatesSource {
     pub fn new(settings: &KafkaSettings, group_id: &str, topic: &str) -> Result<Self, KafkaError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &settings.brokers)
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
-        for (key, value) in &settings.properties {
-            config.set(key, value);
-        }
+        let config = super::kafka::consumer_config(settings, group_id);
         let consumer: StreamConsumer<AreaRebalanceLog> = config.create_with_context(AreaRebalanceLog::default())?;
         consumer.subscribe(&[topic])?;
         Ok(AggregatesSource { consumer, topic: topic.to_owned() })

@@ -50,19 +50,26 @@ pub struct KafkaSource {
     names: HashMap<crate::model::Kind, String>,
 }
 
+/// A consumer in `group` that never auto-commits (the pipeline commits what is safe) and
+/// starts from the beginning of a partition with no commit; plus the passthrough properties.
+pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for (key, value) in &settings.properties {
+        config.set(key, value);
+    }
+    config
+}
+
 impl KafkaSource {
     pub fn new(settings: &KafkaSettings, inputs: &[TopicInput]) -> Result<Self, KafkaError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &settings.brokers)
-            .set("group.id", &settings.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
-        for (key, value) in &settings.properties {
-            config.set(key, value);
-        }
+        let config = consumer_config(settings, &settings.group_id);
         let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog::default())?;
         let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&names)?;
