@@ -1,9 +1,12 @@
-//! Wiring: the consumer loop (a thin async shell around `core::Processor`), the sink task,
-//! the dead-letter producer and the commit of safe offsets (`offsets`).
+//! Wiring. Stage 1 (here): the consumer loop, a thin async shell around `core::Processor`;
+//! the sink task; the dead-letter, aggregates and alert producers; the commit of safe
+//! offsets (`offsets`). Stage 2 (`areas`): the area roll-ups. `alerts`: the alert task.
 //!
 //! ```text
 //!  Kafka ─▶ source::kafka ─▶ core::Processor ─┬─ rejected ─▶ sink::deadletter ─▶ city.deadletter
-//!                                             └─ closed windows ─▶ sink task ─▶ InfluxDB + sink::memory
+//!                                             ├─ closed windows ─▶ sink task ─▶ InfluxDB + sink::memory
+//!                                             │                 └▶ sink::aggregates ─▶ city.aggregates ─▶ areas
+//!                                             └─ alert events ─▶ alerts ─▶ city.alerts, changelog, InfluxDB, Alertmanager
 //!  acknowledgements ─▶ offsets::OffsetTracker ─▶ commit
 //! ```
 
