@@ -15,3 +15,6 @@ cargo test --locked 2>&1 | tee "$WORK/cargo-test.log"
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || fail "cargo test exited with $status"
 log "All tests passed"
+# One closing line over every test binary (cargo's own last line is the doc tests').
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$WORK/cargo-test.log"
