@@ -50,6 +50,18 @@ async fn the_demo_serves_live_windows_and_exits_on_its_own() {
     let sensors: std::collections::HashSet<&str> = series.iter().filter_map(|r| r["sensor_id"].as_str()).collect();
     assert!(sensors.len() > 50, "only {} sensors have windows", sensors.len());
 
+    // Ready while running, and the counters are exported for Prometheus.
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let pm25_in: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("citysense_records_in_total{kind=\"pm25\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("pm25 records counter");
+    assert!(pm25_in > 1_000, "{pm25_in} pm25 records counted");
+    assert!(metrics.contains("citysense_dead_letters_total{reason=\"undecodable\"}"));
+
     // Filtering by sensor returns only that sensor.
     let one = series[0]["sensor_id"].as_str().unwrap().to_owned();
     let only: Vec<serde_json::Value> =

@@ -1,6 +1,8 @@
-//! The HTTP API (axum): `/healthz`, `/api/v1/series`, `/api/v1/areas`, `/api/v1/alerts`
+//! The HTTP API (axum): `/healthz`, `/readyz`, `/metrics`, `/api/v1/series`, `/api/v1/areas`, `/api/v1/alerts`
 //! (+ `/stream` server-sent events, + `/{fingerprint}/ack`). `app(state)` builds the router,
 //! so tests call it without a socket; `serve` binds it with a shutdown future passed in.
+
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,8 @@ const MAX_LIMIT: usize = 20_000;
 pub fn app(shared: Shared) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         .route("/api/v1/series", get(series))
         .route("/api/v1/areas", get(areas))
         .route("/api/v1/alerts", get(alerts))
@@ -44,6 +48,19 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// Ready once the pipeline has its consumer and producers and until it starts shutting down.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.stats.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&shared)).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -237,6 +237,7 @@ async fn run_sensor_stage(
         None => None,
     };
     let mut announced: std::collections::HashMap<SourcePartition, i64> = std::collections::HashMap::new();
+    shared.stats.ready.store(true, Ordering::Relaxed);
 
     let (results_tx, results_rx) = mpsc::channel::<Emitted>(SINK_QUEUE);
     let give_up = CancellationToken::new();
@@ -374,6 +375,7 @@ async fn run_sensor_stage(
         }
     }
 
+    shared.stats.ready.store(false, Ordering::Relaxed);
     tracing::info!("Pipeline draining");
     drop(results_tx);
     let timeout = Duration::from_millis(settings.shutdown_timeout_ms as u64);

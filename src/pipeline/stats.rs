@@ -25,6 +25,8 @@ pub struct PipelineStats {
     pub last_write_ms: AtomicI64,
     /// Wall-clock ms when the first record was consumed (0: none yet).
     pub first_record_ms: AtomicI64,
+    /// The pipeline is consuming (its clients exist) and not shutting down (`/readyz`).
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 impl PipelineStats {
