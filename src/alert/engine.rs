@@ -333,7 +333,7 @@ impl AlertEngine {
         state.acknowledged = Some(super::lifecycle::Acknowledgement { by: by.to_owned(), comment: comment.to_owned(), at_ms: now_ms });
         let rule_id = state.rule.clone();
         let state = state.clone();
-        let description = self.rules.iter().find(|r| rule_id.starts_with(&r.id)).map(|r| r.description.clone()).unwrap_or_default();
+        let description = self.rules.iter().find(|r| r.owns(&rule_id)).map(|r| r.description.clone()).unwrap_or_default();
         Ok((event(&state, "acknowledged", severity, now_ms, &description), state))
     }
 

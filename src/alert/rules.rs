@@ -169,6 +169,12 @@ pub enum RuleKind {
 }
 
 impl Rule {
+    /// Whether an alert's rule key belongs to this rule: the rule id itself, or the id and a
+    /// `/` suffix for a rule's separate alerts (`pm25-no-data/no_data`).
+    pub fn owns(&self, rule_key: &str) -> bool {
+        rule_key.strip_prefix(self.id.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
     /// Whether the area stage evaluates this rule (area scopes and peer comparisons).
     pub fn needs_area_stage(&self) -> bool {
         self.scope != Scope::Sensor || matches!(self.condition, RuleKind::Outlier { .. } | RuleKind::Stuck { .. })
@@ -357,6 +363,14 @@ mod tests {
         for kind in Kind::ALL {
             assert!(rules.iter().any(|r| r.kind == kind), "no rule for {kind}");
         }
+    }
+
+    #[test]
+    fn a_rule_owns_its_id_and_its_sub_alerts_only() {
+        let rules = parse_rules(include_str!("../../deploy/rules.toml"), "rules").unwrap();
+        let no_data = rules.iter().find(|r| r.id == "pm25-no-data").unwrap();
+        assert!(no_data.owns("pm25-no-data") && no_data.owns("pm25-no-data/no_data"));
+        assert!(!no_data.owns("pm25-no-data-extra") && !no_data.owns("pm25"));
     }
 
     #[test]

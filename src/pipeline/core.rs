@@ -147,23 +147,18 @@ impl Processor {
     /// time follows the most advanced watermark of the others, so it closes its windows.
     pub fn tick(&mut self, now_wall_ms: i64, emitted: &mut Vec<Emitted>) {
         let Some(leading) = self.partitions.values().map(PartitionWindows::watermark).max() else { return };
-        for (source, windows) in &mut self.partitions {
-            if now_wall_ms - windows.last_record_wall_ms() < self.settings.idle_timeout_ms || windows.watermark() >= leading {
-                continue;
+        let mut idle: Vec<SourcePartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, w)| now_wall_ms - w.last_record_wall_ms() >= self.settings.idle_timeout_ms && w.watermark() < leading)
+            .map(|(source, _)| *source)
+            .collect();
+        idle.sort();
+        for source in idle {
+            if let Some(windows) = self.partitions.get_mut(&source) {
+                windows.advance_idle(leading, &mut self.budget, &mut self.scratch);
             }
-            windows.advance_idle(leading, &mut self.budget, &mut self.scratch);
-            for mut window in self.scratch.drain(..) {
-                let info = self.registry.get(&window.result.sensor_id);
-                enrich(&mut window.result, info, &self.settings.domain, &mut self.memory);
-                self.alerts.evaluate(AlertInput::Window(&window.result), &mut self.alert_scratch);
-                let hold = (*source, window.first_offset);
-                self.pending_alerts.extend(self.alert_scratch.drain(..).map(|(event, state)| PendingAlert {
-                    event,
-                    state,
-                    hold: Some(hold),
-                }));
-                emitted.push(Emitted { source: *source, window });
-            }
+            self.finish_closed(source, emitted);
         }
         // Each stream's clock: its latest event time, advanced by the wall time since its
         // last record (so a stream that stopped still ages).
@@ -198,7 +193,7 @@ impl Processor {
     /// Restores alert state from the changelog (alerts of rules this stage evaluates). A
     /// state older than the one held here (by its last evaluation) is ignored.
     pub fn restore_alert(&mut self, state: AlertState) {
-        let ours = self.alerts.rules().iter().any(|r| state.rule == r.id || state.rule.starts_with(&format!("{}/", r.id)));
+        let ours = self.alerts.rules().iter().any(|r| r.owns(&state.rule));
         let newer = self.alerts.state(&state.fingerprint).is_none_or(|held| state.last_eval_ms > held.last_eval_ms);
         if ours && newer {
             self.alerts.restore(state);

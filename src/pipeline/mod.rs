@@ -156,10 +156,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
 
 /// Whether the alert of `rule_key` belongs to the area stage (see `Rule::needs_area_stage`).
 fn area_rule(settings: &Settings, rule_key: &str) -> bool {
-    settings
-        .alerts
-        .as_ref()
-        .is_some_and(|a| a.rules.iter().any(|r| r.needs_area_stage() && (rule_key == r.id || rule_key.starts_with(&format!("{}/", r.id)))))
+    settings.alerts.as_ref().is_some_and(|a| a.rules.iter().any(|r| r.needs_area_stage() && r.owns(rule_key)))
 }
 
 /// Stage 1's alert plumbing.
