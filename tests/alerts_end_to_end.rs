@@ -130,17 +130,9 @@ async fn an_alert_lives_through_a_restart_without_duplicates_and_reaches_alertma
     let rules_path = std::env::temp_dir().join(format!("{run}-rules.toml"));
     std::fs::write(&rules_path, RULES).unwrap();
     let settings = || {
-        let text = format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{run}-group"
-[topics]
-deadletter = "{run}.deadletter"
-pm25 = {{ name = "{run}.pm25" }}
-dust = {{ name = "{run}.dust" }}
-water = {{ name = "{run}.water" }}
-charging = {{ name = "{run}.charging" }}
+        let text = common::run_config(&brokers, &run)
+            + &format!(
+                r#"
 [windows]
 pm25 = ["1m"]
 dust = ["1h"]
@@ -154,9 +146,6 @@ flush_interval = "200ms"
 [pipeline]
 commit_interval = "200ms"
 shutdown_timeout = "10s"
-[rollup]
-topic = "{run}.aggregates"
-group_id = "{run}-areas"
 [alerts]
 rules = "{}"
 topic = "{run}.alerts"
@@ -164,8 +153,8 @@ changelog_topic = "{run}.changelog"
 alertmanager_url = "{am}"
 resend_interval = "2s"
 "#,
-            rules_path.display()
-        );
+                rules_path.display()
+            );
         config::parse(&text, "alerts test", Vec::new()).expect("valid config")
     };
     let start = (wall_ms() - 3 * 3_600_000) / MINUTE * MINUTE;

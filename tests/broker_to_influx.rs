@@ -228,17 +228,9 @@ async fn windows_in_influx_match_a_naive_reference_and_bad_records_are_dead_lett
     let expected = reference(&produced, &topics);
 
     let group = format!("{run}-group");
-    let config_text = format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-[topics]
-deadletter = "{deadletter}"
-pm25 = {{ name = "{}" }}
-dust = {{ name = "{}" }}
-water = {{ name = "{}" }}
-charging = {{ name = "{}" }}
+    let config_text = common::run_config(&brokers, &run)
+        + &format!(
+            r#"
 [windows]
 pm25 = ["1m", "10m"]
 dust = ["10m"]
@@ -252,15 +244,8 @@ batch_size = 500
 flush_interval = "200ms"
 [pipeline]
 commit_interval = "200ms"
-[rollup]
-topic = "{aggregates}"
-group_id = "{group}-areas"
-"#,
-        topics[&Kind::Pm25],
-        topics[&Kind::Dust],
-        topics[&Kind::Water],
-        topics[&Kind::Charging]
-    );
+"#
+        );
     let settings = config::parse(&config_text, "integration test", Vec::new()).expect("valid config");
     let shared = Shared::default();
     let shutdown = CancellationToken::new();

@@ -40,17 +40,9 @@ impl Run {
         let config = std::env::temp_dir().join(format!("{id}.toml"));
         std::fs::write(
             &config,
-            format!(
-                r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{id}-group"
-[topics]
-deadletter = "{id}.deadletter"
-pm25 = {{ name = "{id}.pm25" }}
-dust = {{ name = "{id}.dust" }}
-water = {{ name = "{id}.water" }}
-charging = {{ name = "{id}.charging" }}
+            common::run_config(brokers, &id)
+                + &format!(
+                    r#"
 [windows]
 pm25 = ["1m", "10m"]
 dust = ["10m"]
@@ -67,11 +59,8 @@ listen = "127.0.0.1:0"
 [pipeline]
 commit_interval = "100ms"
 shutdown_timeout = "10s"
-[rollup]
-topic = "{id}.aggregates"
-group_id = "{id}-areas"
 "#
-            ),
+                ),
         )
         .unwrap();
         Run { id, config }

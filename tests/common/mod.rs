@@ -31,9 +31,38 @@ pub fn alertmanager() -> String {
         .expect("CITYSENSE_TEST_ALERTMANAGER is not set: run the tests with scripts/test.sh, which starts Alertmanager")
 }
 
-/// Every record of `topic` from the beginning as (key, payload), stopping once `expected`
-/// arrived and nothing more came for a second, or at `deadline`.
-pub fn read_topic(brokers: &str, topic: &str, expected: usize, deadline: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// The `[kafka]`, `[topics]` and `[rollup]` sections for a test run whose topics are named
+/// `RUN.pm25` … `RUN.deadletter`, `RUN.aggregates`, in group `RUN-group`; tests append
+/// their own sections.
+pub fn run_config(brokers: &str, run: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{run}-group"
+[topics]
+deadletter = "{run}.deadletter"
+pm25 = {{ name = "{run}.pm25" }}
+dust = {{ name = "{run}.dust" }}
+water = {{ name = "{run}.water" }}
+charging = {{ name = "{run}.charging" }}
+[rollup]
+topic = "{run}.aggregates"
+group_id = "{run}-areas"
+"#
+    )
+}
+
+/// Every record of `topic` from the beginning, mapped by `read`, stopping once `expected`
+/// arrived and nothing more came within one `quiet` poll, or at `deadline`.
+fn read_from_beginning<T>(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    deadline: Duration,
+    quiet: Duration,
+    mut read: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
@@ -45,14 +74,22 @@ pub fn read_topic(brokers: &str, topic: &str, expected: usize, deadline: Duratio
     let started = std::time::Instant::now();
     let mut out = Vec::new();
     while started.elapsed() < deadline {
-        match consumer.poll(Duration::from_millis(1000)) {
-            Some(Ok(m)) => out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec())),
+        match consumer.poll(quiet) {
+            Some(Ok(m)) => out.push(read(&m)),
             Some(Err(e)) => panic!("consumer of {topic}: {e}"),
             None if out.len() >= expected => break,
             None => {}
         }
     }
     out
+}
+
+/// Every record of `topic` from the beginning as (key, payload), stopping once `expected`
+/// arrived and nothing more came for a second, or at `deadline`.
+pub fn read_topic(brokers: &str, topic: &str, expected: usize, deadline: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
+    read_from_beginning(brokers, topic, expected, deadline, Duration::from_millis(1000), |m| {
+        (m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec())
+    })
 }
 
 /// A name unique to this test run.
@@ -96,42 +133,22 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
 }
 
-/// Reads every record of `topic` from the beginning (stops after `idle` without records
-/// once at least `expected` were read, or at `deadline`).
+/// Every dead letter in `topic` (stops half a second after at least `expected` were read,
+/// or at `deadline`).
 pub fn read_dead_letters(brokers: &str, topic: &str, expected: usize, deadline: Duration) -> Vec<DeadLetter> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let started = std::time::Instant::now();
-    let mut out = Vec::new();
-    while started.elapsed() < deadline {
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                let header = |name: &str| {
-                    m.headers()
-                        .and_then(|h| {
-                            h.iter().find(|x| x.key == name).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned())
-                        })
-                        .unwrap_or_default()
-                };
-                out.push(DeadLetter {
-                    reason: header("citysense-reason"),
-                    source: header("citysense-source"),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                });
-            }
-            Some(Err(e)) => panic!("dead-letter consumer: {e}"),
-            None if out.len() >= expected => break,
-            None => {}
+    read_from_beginning(brokers, topic, expected, deadline, Duration::from_millis(500), |m| {
+        let header = |name: &str| {
+            m.headers()
+                .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned()))
+                .unwrap_or_default()
+        };
+        DeadLetter {
+            reason: header("citysense-reason"),
+            source: header("citysense-source"),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
         }
-    }
-    out
+    })
 }
 
 /// One exported series from VictoriaMetrics: labels, and value per timestamp (ms).
