@@ -28,6 +28,7 @@ brokers = "{brokers}"
 group_id = "bench-{pid}"
 [topics]
 deadletter = "{prefix}.deadletter"
+checkpoints = "{prefix}.checkpoints"
 pm25 = {{ name = "{prefix}.pm25" }}
 dust = {{ name = "{prefix}.dust" }}
 water = {{ name = "{prefix}.water" }}

@@ -33,6 +33,7 @@ for format in json protobuf; do
         prefix="bench-$format-$run"
         for kind in pm25 dust water charging aggregates; do create_topic "$prefix.$kind" 4; done
         create_topic "$prefix.deadletter" 1
+        create_topic "$prefix.checkpoints" 1
         topics="$prefix.pm25,$prefix.dust,$prefix.water,$prefix.charging"
         log "[$format $run/$RUNS] loading $RECORDS readings from $SENSORS sensors"
         "$BIN/citysense" simulate --brokers "$CITYSENSE_TEST_KAFKA" --topics "$topics" --sensors "$SENSORS" \

@@ -114,7 +114,7 @@ fn injected_faults_are_caught_and_little_else_fires() {
             .drain(..)
             .map(|e| AggregateMessage::Window {
                 source: format!("{}/{}", e.source.kind, e.source.partition),
-                window: Box::new(SensorWindow::from(&e.window.result)),
+                window: Box::new(SensorWindow::from(&e.window)),
             })
             .collect();
         for (source, watermark_ms) in processor.watermarks() {

@@ -121,7 +121,7 @@ async fn wait_for(brokers: &str, topic: &str, what: &str, done: impl Fn(&[AlertE
 async fn an_alert_lives_through_a_restart_without_duplicates_and_reaches_alertmanager() {
     let (brokers, influx, am) = (common::kafka(), common::influx(), common::alertmanager());
     let run = common::unique("alerts");
-    let names: Vec<String> = ["pm25", "dust", "water", "charging", "deadletter", "aggregates", "alerts", "changelog"]
+    let names: Vec<String> = ["pm25", "dust", "water", "charging", "deadletter", "checkpoints", "aggregates", "alerts", "changelog"]
         .iter()
         .map(|t| format!("{run}.{t}"))
         .collect();

@@ -162,7 +162,7 @@ async fn windows_in_influx_match_a_naive_reference_and_bad_records_are_dead_lett
     let mut names: Vec<&str> = topics.values().map(String::as_str).collect();
     names.sort();
     common::create_topics(&brokers, &names, PARTITIONS).await;
-    common::create_topics(&brokers, &[deadletter.as_str()], 1).await;
+    common::create_topics(&brokers, &[deadletter.as_str(), format!("{run}.checkpoints").as_str()], 1).await;
     common::create_topics(&brokers, &[aggregates.as_str()], PARTITIONS).await;
 
     // ~40 sensors of all four feeds, 10 s apart, 20 minutes of data two hours ago.
@@ -369,11 +369,16 @@ commit_interval = "200ms"
     }
     assert_eq!(shared.stats.rejected() as usize, expected.dead_letters.len());
 
-    // Offsets: committed exactly up to each partition's clock record, whose window is open.
+    // Offsets: committed past each partition's last record, the clock record, whose window
+    // is still open: the commit is covered by a checkpoint that holds that open window.
+    let checkpoints = citysense::source::changelog::read_latest(&brokers, &format!("{run}.checkpoints")).unwrap();
     for kind in Kind::ALL {
         let committed = common::committed(&brokers, &group, &topics[&kind], PARTITIONS);
         for p in 0..PARTITIONS {
-            assert_eq!(committed[p as usize], Some(clock_offsets[&(kind, p)]), "{kind} partition {p}");
+            let end = clock_offsets[&(kind, p)] + 1;
+            assert_eq!(committed[p as usize], Some(end), "{kind} partition {p}");
+            let checkpoint = citysense::pipeline::checkpoint::decode(&checkpoints, &topics[&kind], p).unwrap().expect("a checkpoint");
+            assert_eq!(checkpoint.position, end, "{kind} partition {p}: the checkpoint covers the commit");
         }
     }
 }

@@ -47,7 +47,7 @@ fn run() -> Vec<String> {
     }
     processor.drain(&mut emitted);
     for e in &emitted {
-        out.push(serde_json::to_string(&e.window.result).unwrap());
+        out.push(serde_json::to_string(&e.window).unwrap());
     }
     out
 }

@@ -129,6 +129,7 @@ async fn two_instances_in_one_group_write_exactly_what_one_instance_writes() {
         cluster.create_topic(&t.name, PARTITIONS, 1).unwrap();
     }
     cluster.create_topic(&defaults.deadletter_topic, 1, 1).unwrap();
+    cluster.create_topic(&defaults.checkpoint_topic, 1, 1).unwrap();
     cluster.create_topic(&defaults.rollup.as_ref().unwrap().topic, PARTITIONS, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
 

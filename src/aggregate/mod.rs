@@ -12,7 +12,7 @@ pub use stats::LevelStats;
 use crate::model::{Observation, WindowValues};
 
 /// The open state of one (sensor, window).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Accumulator {
     Level(LevelStats),
     Pile(PileStats),

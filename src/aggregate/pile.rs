@@ -3,7 +3,7 @@
 
 use crate::model::{PileStatus, PileValues};
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PileStats {
     count: u64,
     status_counts: [u64; PileStatus::ALL.len()],

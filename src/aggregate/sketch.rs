@@ -12,7 +12,7 @@ const MAX_BINS: u32 = 2048;
 /// Values below this magnitude count as zero.
 const MIN_VALUE: f64 = 1e-9;
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct QuantileSketch(DDSketch);
 
 impl std::fmt::Debug for QuantileSketch {

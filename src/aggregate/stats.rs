@@ -9,7 +9,7 @@ use crate::model::LevelValues;
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LevelStats {
     count: u64,
     sum: f64,

@@ -49,8 +49,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let defaults = Settings::defaults();
     let rollup_topic = defaults.rollup.as_ref().map(|r| r.topic.as_str());
     let alert_topics = ["city.alerts", "city.alerts.changelog"];
-    for topic in
-        defaults.inputs.iter().map(|t| t.name.as_str()).chain([defaults.deadletter_topic.as_str()]).chain(rollup_topic).chain(alert_topics)
+    for topic in defaults
+        .inputs
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain([defaults.deadletter_topic.as_str(), defaults.checkpoint_topic.as_str()])
+        .chain(rollup_topic)
+        .chain(alert_topics)
     {
         cluster.create_topic(topic, PARTITIONS, 1).with_context(|| format!("cannot create topic {topic}"))?;
     }

@@ -124,6 +124,8 @@ pub struct RawTopics {
     pub charging: RawTopic,
     /// Where rejected records go, with their reason headers.
     pub deadletter: String,
+    /// Compacted changelog of open window state (SPEC §6 checkpoints).
+    pub checkpoints: String,
 }
 
 impl Default for RawTopics {
@@ -134,6 +136,7 @@ impl Default for RawTopics {
             water: RawTopic::named("city.water"),
             charging: RawTopic::named("city.charging"),
             deadletter: "city.deadletter".into(),
+            checkpoints: "city.checkpoints".into(),
         }
     }
 }
@@ -282,10 +285,12 @@ pub struct RawPipeline {
     pub commit_interval: String,
     /// How long shutdown may take to flush sinks and commit.
     pub shutdown_timeout: String,
+    /// How often open window state is checkpointed (bounds the replay after a restart).
+    pub checkpoint_interval: String,
 }
 
 impl Default for RawPipeline {
     fn default() -> Self {
-        RawPipeline { commit_interval: "1s".into(), shutdown_timeout: "30s".into() }
+        RawPipeline { commit_interval: "1s".into(), shutdown_timeout: "30s".into(), checkpoint_interval: "5s".into() }
     }
 }

@@ -69,6 +69,7 @@ pub struct Settings {
     /// Enabled input topics, one per kind.
     pub inputs: Vec<TopicInput>,
     pub deadletter_topic: String,
+    pub checkpoint_topic: String,
     pub decoder: Decoder,
     /// Window specs per kind, indexed by `Kind::index()`.
     pub windows: [Vec<WindowSpec>; 4],
@@ -81,6 +82,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub commit_interval_ms: i64,
     pub shutdown_timeout_ms: i64,
+    pub checkpoint_interval_ms: i64,
     pub domain: DomainSettings,
     /// The area stage, when enabled.
     pub rollup: Option<RollupSettings>,
@@ -401,6 +403,11 @@ impl Settings {
         });
         let commit_interval_ms = c.duration("pipeline.commit_interval", &raw.pipeline.commit_interval, 10);
         let shutdown_timeout_ms = c.duration("pipeline.shutdown_timeout", &raw.pipeline.shutdown_timeout, 100);
+        let checkpoint_interval_ms = c.duration("pipeline.checkpoint_interval", &raw.pipeline.checkpoint_interval, 100);
+        let checkpoint_topic = raw.topics.checkpoints.trim().to_owned();
+        if checkpoint_topic.is_empty() || inputs.iter().any(|t| t.name == checkpoint_topic) || checkpoint_topic == raw.topics.deadletter {
+            c.problem("topics.checkpoints", "must be a topic of its own");
+        }
 
         if !c.problems.is_empty() {
             return Err(c.problems);
@@ -413,6 +420,7 @@ impl Settings {
             },
             inputs,
             deadletter_topic: raw.topics.deadletter,
+            checkpoint_topic,
             decoder: Decoder {
                 limits: Limits { max_future_ms, max_age_ms, default_water_range_m: (lo, hi), strict_registry: raw.registry.strict },
                 max_record_bytes,
@@ -427,6 +435,7 @@ impl Settings {
             api: ApiSettings { listen },
             commit_interval_ms,
             shutdown_timeout_ms,
+            checkpoint_interval_ms,
             domain,
             rollup,
             alerts,

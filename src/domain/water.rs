@@ -96,7 +96,7 @@ pub fn minutes_to(level: f64, threshold: f64, rate_m_per_h: f64) -> Option<f64> 
 
 /// Incremental least-squares fit of level against time, mergeable across windows.
 /// Times are hours relative to `origin_ms`, which keeps the sums well conditioned.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SlopeFit {
     origin_ms: Option<i64>,
     n: f64,

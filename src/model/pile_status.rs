@@ -3,7 +3,7 @@
 /// A pile's reported status. OCPP 1.6 `ChargePointStatus` and OCPP 2.0.1
 /// `ConnectorStatusEnumType` share a namespace (`Available`, `Reserved`, `Unavailable`,
 /// `Faulted` are in both); `Heartbeat` only says the pile is alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum PileStatus {
     Available,
     Preparing,

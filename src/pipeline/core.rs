@@ -1,6 +1,7 @@
 //! The synchronous heart of the pipeline: one input record in, its fate out (accepted into
 //! windows, or rejected with a reason), plus any windows that closed. Owns the window state
-//! of every assigned input partition. No I/O, no clocks: the shell passes wall time in.
+//! of every assigned input partition and how far into each it has read, and turns that
+//! state into checkpoints and back. No I/O, no clocks: the shell passes wall time in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use crate::config::Settings;
 use crate::decode::{Decoder, Format, Rejection};
 use crate::domain::enrich::{enrich, DomainMemory, DomainSettings};
 use crate::model::Kind;
+use crate::model::WindowResult;
 use crate::registry::Registry;
-use crate::window::{ClosedWindow, PartitionWindows, SensorBudget, WindowSpec, WindowTiming};
+use crate::window::{PartitionWindows, SensorBudget, WindowSpec, WindowTiming};
 
 /// A stream clock id for the alert engine's deadman timer: one per input partition.
 fn clock_of(source: SourcePartition) -> u32 {
@@ -35,11 +37,34 @@ pub struct InputRecord<'a> {
     pub content_type: Option<&'a str>,
 }
 
-/// A window that closed, tagged with the input partition whose offsets it holds.
+/// A window that closed, with the input offset it holds until every sink has it: the
+/// record whose processing closed it (or the last record read, for a window closed by the
+/// idle timer). A checkpoint past that offset no longer contains the window, so it may
+/// only be published once the window is acknowledged (`pipeline::offsets`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emitted {
     pub source: SourcePartition,
-    pub window: ClosedWindow,
+    pub hold: i64,
+    pub window: WindowResult,
+}
+
+/// One input partition's state as of `position` (the next offset to read): what the
+/// checkpoint changelog carries (`pipeline::checkpoint`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionCheckpoint {
+    pub position: i64,
+    /// Hash of the window specs and timing the state was built with: a checkpoint taken
+    /// under another window configuration is not restored.
+    pub layout: u64,
+    pub state: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RestoreError {
+    #[error("checkpoint was taken with another window configuration")]
+    Layout,
+    #[error("checkpoint state does not decode: {0}")]
+    Decode(String),
 }
 
 /// An alert event waiting for its sinks, with the state to checkpoint and the input offset
@@ -85,8 +110,10 @@ pub struct Processor {
     specs: [Arc<[WindowSpec]>; 4],
     registry: Arc<Registry>,
     partitions: HashMap<SourcePartition, PartitionWindows>,
+    /// Per partition, one past the last offset processed (or restored from a checkpoint).
+    positions: HashMap<SourcePartition, i64>,
     budget: SensorBudget,
-    scratch: Vec<ClosedWindow>,
+    scratch: Vec<WindowResult>,
     memory: DomainMemory,
     alerts: AlertEngine,
     /// Kinds with a deadman rule: only their readings restart the timer.
@@ -112,6 +139,7 @@ impl Processor {
             specs,
             registry,
             partitions: HashMap::new(),
+            positions: HashMap::new(),
             budget,
             scratch: Vec::new(),
             memory: DomainMemory::default(),
@@ -126,6 +154,8 @@ impl Processor {
     /// windows are appended to `emitted` either way.
     pub fn process(&mut self, record: InputRecord<'_>, now_wall_ms: i64, emitted: &mut Vec<Emitted>) -> Result<(), Rejection> {
         let kind = record.source.kind;
+        let position = self.positions.entry(record.source).or_insert(0);
+        *position = (*position).max(record.offset + 1);
         let reading =
             self.settings.decoder.decode(kind, record.format, record.payload, record.content_type, &self.registry, now_wall_ms)?;
         let heard =
@@ -133,14 +163,35 @@ impl Processor {
         let (specs, timing) = (&self.specs[kind.index()], &self.settings.timing);
         let windows =
             self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), timing.clone(), now_wall_ms));
-        let result = windows.add(reading, record.offset, &mut self.budget, now_wall_ms, &mut self.scratch);
+        let result = windows.add(reading, &mut self.budget, now_wall_ms, &mut self.scratch);
         if let (Ok(()), Some((sensor, area, ts))) = (&result, heard) {
             // The deadman timer runs on the reading's own time, so a replayed history
             // (the demo's backfill) shows which sensors fell silent and when.
             self.alerts.seen(&sensor, kind, &area, ts, clock_of(record.source));
         }
-        self.finish_closed(record.source, emitted);
+        self.finish_closed(record.source, record.offset, emitted);
         result
+    }
+
+    /// Whether `offset` of `source` is already part of this processor's state (a record
+    /// before the restored checkpoint, delivered again from the older committed offset).
+    pub fn covers(&self, source: SourcePartition, offset: i64) -> bool {
+        self.positions.get(&source).is_some_and(|p| offset < *p)
+    }
+
+    /// Whether `source` has state here (restored or started).
+    pub fn tracks(&self, source: SourcePartition) -> bool {
+        self.partitions.contains_key(&source)
+    }
+
+    /// One past the last offset of `source` processed or restored.
+    pub fn position(&self, source: SourcePartition) -> Option<i64> {
+        self.positions.get(&source).copied()
+    }
+
+    /// The hold of windows closed without a record: the last record read.
+    fn last_read(&self, source: SourcePartition) -> i64 {
+        self.positions.get(&source).map_or(-1, |p| p - 1)
     }
 
     /// Processing-time housekeeping: a partition that has been idle for the configured
@@ -158,7 +209,7 @@ impl Processor {
             if let Some(windows) = self.partitions.get_mut(&source) {
                 windows.advance_idle(leading, &mut self.budget, &mut self.scratch);
             }
-            self.finish_closed(source, emitted);
+            self.finish_closed(source, self.last_read(source), emitted);
         }
         // Each stream's clock: its latest event time, advanced by the wall time since its
         // last record (so a stream that stopped still ages).
@@ -201,14 +252,17 @@ impl Processor {
     }
 
     /// Adds coverage and domain metrics to the windows that just closed and hands them on.
-    fn finish_closed(&mut self, source: SourcePartition, emitted: &mut Vec<Emitted>) {
+    fn finish_closed(&mut self, source: SourcePartition, hold: i64, emitted: &mut Vec<Emitted>) {
         for mut window in self.scratch.drain(..) {
-            let info = self.registry.get(&window.result.sensor_id);
-            enrich(&mut window.result, info, &self.settings.domain, &mut self.memory);
-            self.alerts.evaluate(AlertInput::Window(&window.result), &mut self.alert_scratch);
-            let hold = (source, window.first_offset);
-            self.pending_alerts.extend(self.alert_scratch.drain(..).map(|(event, state)| PendingAlert { event, state, hold: Some(hold) }));
-            emitted.push(Emitted { source, window });
+            let info = self.registry.get(&window.sensor_id);
+            enrich(&mut window, info, &self.settings.domain, &mut self.memory);
+            self.alerts.evaluate(AlertInput::Window(&window), &mut self.alert_scratch);
+            self.pending_alerts.extend(self.alert_scratch.drain(..).map(|(event, state)| PendingAlert {
+                event,
+                state,
+                hold: Some((source, hold)),
+            }));
+            emitted.push(Emitted { source, hold, window });
         }
     }
 
@@ -237,20 +291,49 @@ impl Processor {
             if let Some(windows) = self.partitions.get_mut(&source) {
                 windows.advance_idle(i64::MAX / 2, &mut self.budget, &mut self.scratch);
             }
-            self.finish_closed(source, emitted);
+            self.finish_closed(source, self.last_read(source), emitted);
         }
     }
 
-    /// The lowest offset of `source` that still feeds an open window.
-    pub fn lowest_open_offset(&self, source: SourcePartition) -> Option<i64> {
-        self.partitions.get(&source).and_then(PartitionWindows::lowest_open_offset)
+    /// The state of `source` as of the last record read (none before its first record).
+    pub fn checkpoint(&self, source: SourcePartition) -> Option<PartitionCheckpoint> {
+        let position = *self.positions.get(&source)?;
+        let windows = self.partitions.get(&source)?;
+        Some(PartitionCheckpoint { position, layout: self.layout(source.kind), state: windows.snapshot() })
     }
 
-    /// Forgets a partition (revoked in a rebalance); its new owner replays from the commit.
+    /// Continues `source` from a checkpoint (replacing whatever was held for it).
+    pub fn restore_partition(
+        &mut self,
+        source: SourcePartition,
+        checkpoint: &PartitionCheckpoint,
+        now_wall_ms: i64,
+    ) -> Result<(), RestoreError> {
+        if checkpoint.layout != self.layout(source.kind) {
+            return Err(RestoreError::Layout);
+        }
+        self.drop_partition(source);
+        let (specs, timing) = (&self.specs[source.kind.index()], &self.settings.timing);
+        let windows =
+            PartitionWindows::restore(source.kind, specs.clone(), timing.clone(), now_wall_ms, &checkpoint.state, &mut self.budget)
+                .map_err(|e| RestoreError::Decode(e.to_string()))?;
+        self.partitions.insert(source, windows);
+        self.positions.insert(source, checkpoint.position);
+        Ok(())
+    }
+
+    /// Identifies the window configuration of `kind` (specs and timing).
+    fn layout(&self, kind: Kind) -> u64 {
+        let described = format!("{:?}|{:?}", self.specs[kind.index()], self.settings.timing);
+        crate::alert::fingerprint::fnv1a64(&[&described])
+    }
+
+    /// Forgets a partition (revoked in a rebalance); its new owner restores its checkpoint.
     pub fn drop_partition(&mut self, source: SourcePartition) {
         if let Some(windows) = self.partitions.remove(&source) {
             self.budget.tracked -= windows.tracked_sensors();
         }
+        self.positions.remove(&source);
     }
 
     pub fn watermark(&self, source: SourcePartition) -> Option<i64> {
@@ -303,11 +386,43 @@ mod tests {
         assert_eq!(feed(&mut p, 0, 1, b"not json", NOW, &mut out), Err(Reason::Undecodable));
         assert_eq!(feed(&mut p, 0, 2, &json("a", base, 11.0), NOW, &mut out), Err(Reason::Duplicate));
         assert_eq!(feed(&mut p, 0, 3, &json("a", NOW + 3_600_000, 11.0), NOW, &mut out), Err(Reason::Future));
-        assert_eq!(p.lowest_open_offset(SourcePartition { kind: Kind::Pm25, partition: 0 }), Some(0));
+        assert_eq!(p.position(P0), Some(4));
         assert_eq!(feed(&mut p, 0, 4, &json("a", base + 600_000, 12.0), NOW, &mut out), Ok(()));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].window.result.values.count(), 1);
-        assert_eq!(out[0].window.first_offset, 0);
+        assert_eq!(out[0].window.values.count(), 1);
+        assert_eq!(out[0].hold, 4, "held by the record that closed it");
+    }
+
+    const P0: SourcePartition = SourcePartition { kind: Kind::Pm25, partition: 0 };
+
+    #[test]
+    fn a_checkpoint_restores_into_another_processor_and_covers_what_it_read() {
+        let mut p = processor();
+        let mut out = Vec::new();
+        let base = NOW - 3_600_000;
+        feed(&mut p, 0, 10, &json("a", base, 10.0), NOW, &mut out).unwrap();
+        feed(&mut p, 0, 11, &json("a", base + 1_000, 20.0), NOW, &mut out).unwrap();
+        let checkpoint = p.checkpoint(P0).unwrap();
+        assert_eq!(checkpoint.position, 12);
+        assert!(p.checkpoint(SourcePartition { kind: Kind::Pm25, partition: 1 }).is_none());
+
+        let mut restored = processor();
+        restored.restore_partition(P0, &checkpoint, NOW).unwrap();
+        assert!(restored.covers(P0, 11) && !restored.covers(P0, 12));
+        assert_eq!(restored.tracked_sensors(), 1);
+        assert_eq!(
+            feed(&mut restored, 0, 12, &json("a", base + 1_000, 5.0), NOW, &mut out),
+            Err(Reason::Duplicate),
+            "duplicates are remembered"
+        );
+        feed(&mut restored, 0, 13, &json("a", base + 600_000, 1.0), NOW, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].window.values.level().unwrap().mean, 15.0, "the window holds the records from before the checkpoint");
+
+        let mut other = CoreSettings::from(&Settings::defaults());
+        other.windows[Kind::Pm25.index()] = vec![WindowSpec::tumbling("5m", 300_000)];
+        let mut reconfigured = Processor::new(other, Arc::new(Registry::empty()));
+        assert_eq!(reconfigured.restore_partition(P0, &checkpoint, NOW), Err(RestoreError::Layout));
     }
 
     #[test]
@@ -346,6 +461,6 @@ mod tests {
         p.tick(NOW + 61_000, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].source.partition, 0);
-        assert_eq!(out[0].window.result.sensor_id, "a");
+        assert_eq!(out[0].window.sensor_id, "a");
     }
 }

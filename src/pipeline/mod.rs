@@ -7,11 +7,18 @@
 //!                                             ├─ closed windows ─▶ sink task ─▶ InfluxDB + sink::memory
 //!                                             │                 └▶ sink::aggregates ─▶ city.aggregates ─▶ areas
 //!                                             └─ alert events ─▶ alerts ─▶ city.alerts, changelog, InfluxDB, Alertmanager
-//!  acknowledgements ─▶ offsets::OffsetTracker ─▶ commit
+//!  acknowledgements ─▶ offsets::OffsetTracker ─▶ checkpoint (sink::checkpoint) ─▶ commit
 //! ```
+//!
+//! Every `checkpoint_interval` each partition's open state is snapshotted; the snapshot is
+//! written to the checkpoint changelog once no effect of the records before it is still
+//! unacknowledged, and offsets are committed up to the last written checkpoint. A partition
+//! that arrives here (start, rebalance) is restored from its checkpoint first; records
+//! before the checkpoint's position, delivered again from the older commit, are skipped.
 
 pub mod alerts;
 pub mod areas;
+pub mod checkpoint;
 pub mod core;
 pub mod offsets;
 pub mod stats;
@@ -25,7 +32,7 @@ use rdkafka::message::{Headers, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::core::{CoreSettings, Emitted, InputRecord, Processor, SourcePartition};
+use self::core::{CoreSettings, Emitted, InputRecord, PartitionCheckpoint, Processor, SourcePartition};
 use self::offsets::OffsetTracker;
 use self::stats::PipelineStats;
 use crate::config::Settings;
@@ -33,6 +40,7 @@ use crate::registry::Registry;
 use crate::rollup::SensorWindow;
 use crate::sink::aggregates::AggregatesSink;
 use crate::sink::alerts::{AlertProducer, AlertStore, Release};
+use crate::sink::checkpoint::CheckpointWriter;
 use crate::sink::deadletter::DeadLetterSink;
 use crate::sink::influx::InfluxWriter;
 use crate::sink::line_protocol::encode_window;
@@ -56,6 +64,8 @@ pub enum PipelineError {
     Aggregates { topic: String, source: rdkafka::error::KafkaError },
     #[error("area stage: {0}")]
     Areas(#[from] areas::AreaStageError),
+    #[error("cannot use the checkpoint topic {topic} (does it exist?): {source}")]
+    Checkpoints { topic: String, source: rdkafka::error::KafkaError },
     #[error("cannot use the alert topics ({topic}): {source}")]
     Alerts { topic: String, source: rdkafka::error::KafkaError },
 }
@@ -216,7 +226,9 @@ async fn run_sensor_stage(
 ) -> Result<(), PipelineError> {
     let source = KafkaSource::new(&settings.kafka, &settings.inputs)
         .map_err(|source| PipelineError::Consumer { brokers: settings.kafka.brokers.clone(), source })?;
-    let offsets = Arc::new(Mutex::new(OffsetTracker::new()));
+    let offsets = Arc::new(Mutex::new(OffsetTracker::with_checkpoints()));
+    let mut checkpoints =
+        Checkpoints::new(&settings).map_err(|source| PipelineError::Checkpoints { topic: settings.checkpoint_topic.clone(), source })?;
     let deadletters = DeadLetterSink::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.deadletter_topic, offsets.clone())
         .map_err(|source| PipelineError::Producer { brokers: settings.kafka.brokers.clone(), source })?;
     let mut processor = Processor::new(CoreSettings::from(&settings), registry);
@@ -241,7 +253,7 @@ async fn run_sensor_stage(
     let sink = tokio::spawn(run_sink(
         results_rx,
         settings.influx.as_ref().map(InfluxWriter::new),
-        |e: &Emitted, out| encode_window(&e.window.result, out),
+        |e: &Emitted, out| encode_window(&e.window, out),
         settings.influx.as_ref().map_or(MEMORY_BATCH, |i| i.batch_size),
         Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),
         {
@@ -251,10 +263,10 @@ async fn run_sensor_stage(
                 {
                     let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
                     for e in &batch {
-                        offsets.release(e.source, e.window.first_offset);
+                        offsets.release(e.source, e.hold);
                     }
                 }
-                shared.store.insert_batch(batch.into_iter().map(|e| Arc::new(e.window.result)));
+                shared.store.insert_batch(batch.into_iter().map(|e| Arc::new(e.window)));
                 let stats = &shared.stats;
                 stats.windows_closed.fetch_add(count, Ordering::Relaxed);
                 stats.points_written.fetch_add(if to_influx { count } else { 0 }, Ordering::Relaxed);
@@ -303,11 +315,12 @@ async fn run_sensor_stage(
                 for revoked in source.take_revoked() {
                     processor.drop_partition(revoked);
                     offsets.lock().unwrap_or_else(|e| e.into_inner()).drop_partition(revoked);
+                    checkpoints.forget(revoked);
                     announced.remove(&revoked);
                 }
                 let assigned = source.take_assigned();
-                for partition in &assigned {
-                    processor.ensure_partition(*partition, wall_ms());
+                if !assigned.is_empty() && !checkpoints.adopt(&assigned, &mut processor, &offsets, &source, &shared.stats, &shutdown).await {
+                    break;
                 }
                 // A partition that moves here brings its sensors' alerts: read the changelog
                 // again (in the background) and take every state newer than ours.
@@ -334,8 +347,9 @@ async fn run_sensor_stage(
                 }
                 shared.stats.tracked_sensors.store(processor.tracked_sensors() as u64, Ordering::Relaxed);
                 shared.stats.open_windows.store(processor.open_windows() as u64, Ordering::Relaxed);
+                checkpoints.advance(&processor, &offsets, &source, &shared.stats);
                 if last_commit.elapsed() >= commit_every {
-                    commit_safe_offsets(&source, &processor, &offsets, &shared.stats, CommitMode::Async);
+                    commit_safe_offsets(&source, &offsets, &shared.stats, CommitMode::Async);
                     last_commit = tokio::time::Instant::now();
                 }
             }
@@ -350,6 +364,28 @@ async fn run_sensor_stage(
                 let Some(input) = source.input(message.topic()) else { continue };
                 shared.stats.mark_first_record(wall_ms());
                 let partition = SourcePartition { kind: input.kind, partition: message.partition() };
+                if !processor.tracks(partition) {
+                    // The record came before the tick saw the assignment: restore first.
+                    let mut assigned = source.take_assigned();
+                    assigned.push(partition);
+                    if !checkpoints.adopt(&assigned, &mut processor, &offsets, &source, &shared.stats, &shutdown).await {
+                        break;
+                    }
+                }
+                if let Some(expected) = checkpoints.first_offsets.remove(&partition).filter(|e| message.offset() > *e) {
+                    // Some brokers (tansu 0.6) answer a fetch from inside a record batch with
+                    // the next batch: records would be skipped. Read the partition again from
+                    // its beginning; what the checkpoint holds is skipped below.
+                    tracing::warn!(topic = message.topic(), partition = partition.partition, expected, got = message.offset(), "The broker skipped records after the commit; re-reading the partition from its beginning");
+                    if let Err(err) = source.seek_to_beginning(partition) {
+                        tracing::error!(error = %err, "Cannot re-read the partition; records after the commit may be missing");
+                    }
+                    continue;
+                }
+                if processor.covers(partition, message.offset()) {
+                    shared.stats.records_skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let content_type = message.headers().and_then(|headers| {
                     headers.iter().find(|h| h.key.eq_ignore_ascii_case("content-type")).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
                 });
@@ -387,12 +423,18 @@ async fn run_sensor_stage(
     if let Some(aggregates) = &aggregates {
         aggregates.flush(deadline.saturating_duration_since(tokio::time::Instant::now()));
     }
-    commit_safe_offsets(&source, &processor, &offsets, &shared.stats, CommitMode::Sync);
-    tracing::info!(records = shared.stats.records_in(), dead_lettered = shared.stats.rejected(), "Pipeline stopped");
+    checkpoints.final_checkpoints(&processor, &offsets, &source, &shared.stats, deadline).await;
+    commit_safe_offsets(&source, &offsets, &shared.stats, CommitMode::Sync);
+    tracing::info!(
+        records = shared.stats.records_in(),
+        dead_lettered = shared.stats.rejected(),
+        skipped_as_checkpointed = shared.stats.records_skipped.load(Ordering::Relaxed),
+        "Pipeline stopped"
+    );
     Ok(())
 }
 
-/// Hands closed windows to the sink (and the aggregates topic), holding their first input
+/// Hands closed windows to the sink (and the aggregates topic), holding their input
 /// offsets until each has acknowledged them.
 async fn forward(
     emitted: &mut Vec<Emitted>,
@@ -407,16 +449,16 @@ async fn forward(
     {
         let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
         for e in emitted.iter() {
-            offsets.hold(e.source, e.window.first_offset);
+            offsets.hold(e.source, e.hold);
             if aggregates.is_some() {
-                offsets.hold(e.source, e.window.first_offset);
+                offsets.hold(e.source, e.hold);
             }
         }
     }
     if let Some(aggregates) = aggregates {
         for e in emitted.iter() {
             let name = format!("{}/{}", source.topic_name(e.source), e.source.partition);
-            aggregates.send_window(&name, SensorWindow::from(&e.window.result), (e.source, e.window.first_offset));
+            aggregates.send_window(&name, SensorWindow::from(&e.window), (e.source, e.hold));
         }
     }
     for e in emitted.drain(..) {
@@ -444,14 +486,8 @@ fn announce_watermarks(
     }
 }
 
-fn commit_safe_offsets(
-    source: &KafkaSource,
-    processor: &Processor,
-    offsets: &Mutex<OffsetTracker>,
-    stats: &PipelineStats,
-    mode: CommitMode,
-) {
-    let candidates = offsets.lock().unwrap_or_else(|e| e.into_inner()).commit_candidates(|p| processor.lowest_open_offset(p));
+fn commit_safe_offsets(source: &KafkaSource, offsets: &Mutex<OffsetTracker>, stats: &PipelineStats, mode: CommitMode) {
+    let candidates = offsets.lock().unwrap_or_else(|e| e.into_inner()).commit_candidates(|_| None);
     if candidates.is_empty() {
         return;
     }
@@ -465,6 +501,219 @@ fn commit_safe_offsets(
         }
         Err(err) => tracing::debug!(error = %err, "Commit not accepted now; will retry"),
     }
+}
+
+/// Stage 1's checkpoint cycle: snapshots, their writes, and restores on assignment.
+struct Checkpoints {
+    writer: CheckpointWriter,
+    brokers: String,
+    topic: String,
+    every: Duration,
+    last: tokio::time::Instant,
+    /// Snapshots waiting until every effect of the records before them is acknowledged.
+    pending: std::collections::HashMap<SourcePartition, PartitionCheckpoint>,
+    /// The committed offset of each adopted partition, until its first record arrives.
+    first_offsets: std::collections::HashMap<SourcePartition, i64>,
+}
+
+impl Checkpoints {
+    fn new(settings: &Settings) -> Result<Self, rdkafka::error::KafkaError> {
+        Ok(Checkpoints {
+            writer: CheckpointWriter::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.checkpoint_topic)?,
+            brokers: settings.kafka.brokers.clone(),
+            topic: settings.checkpoint_topic.clone(),
+            every: Duration::from_millis(settings.checkpoint_interval_ms as u64),
+            last: tokio::time::Instant::now(),
+            pending: std::collections::HashMap::new(),
+            first_offsets: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Drops what is pending for a revoked partition.
+    fn forget(&mut self, partition: SourcePartition) {
+        self.pending.remove(&partition);
+        self.first_offsets.remove(&partition);
+    }
+
+    /// Restores newly assigned partitions from their checkpoints (or starts them empty).
+    /// Retries while the changelog cannot be read; `false` if shut down meanwhile.
+    async fn adopt(
+        &mut self,
+        partitions: &[SourcePartition],
+        processor: &mut Processor,
+        offsets: &Mutex<OffsetTracker>,
+        source: &KafkaSource,
+        stats: &PipelineStats,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let started = std::time::Instant::now();
+        // A commit is only made with a checkpoint at or past it, so a checkpoint older than
+        // the commit means the read ended before the newest records (a broker whose high
+        // watermark lags): read again rather than restore stale state.
+        let mut attempts = 0;
+        let (latest, committed) = loop {
+            attempts += 1;
+            let (brokers, topic) = (self.brokers.clone(), self.topic.clone());
+            let read = tokio::task::spawn_blocking(move || crate::source::changelog::read_latest(&brokers, &topic)).await;
+            let committed = tokio::task::block_in_place(|| source.committed(partitions));
+            match (read, committed) {
+                (Ok(Ok(latest)), Ok(committed)) => {
+                    let stale: Vec<String> = partitions
+                        .iter()
+                        .filter_map(|p| {
+                            let at =
+                                checkpoint::decode(&latest, source.topic_name(*p), p.partition).ok().flatten().map_or(0, |cp| cp.position);
+                            committed
+                                .get(p)
+                                .filter(|c| **c > at)
+                                .map(|c| format!("{}/{}: checkpoint {at} < commit {c}", source.topic_name(*p), p.partition))
+                        })
+                        .collect();
+                    if stale.is_empty() || attempts >= 30 {
+                        if !stale.is_empty() {
+                            tracing::error!(
+                                ?stale,
+                                "No checkpoint covers the committed offset; those partitions restart from the commit with empty windows"
+                            );
+                        }
+                        break (latest, committed);
+                    }
+                    tracing::warn!(?stale, "Checkpoint read ended early; reading again");
+                }
+                (Ok(Err(err)), _) | (_, Err(err)) => {
+                    tracing::warn!(error = %err, topic = %self.topic, "Cannot read checkpoints or commits; retrying")
+                }
+                (Err(err), _) => tracing::warn!(error = %err, "Checkpoint reader failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        };
+        let now = wall_ms();
+        for &partition in partitions {
+            let topic = source.topic_name(partition);
+            if let Some(offset) = committed.get(&partition) {
+                self.first_offsets.insert(partition, *offset);
+            }
+            let restored = match checkpoint::decode(&latest, topic, partition.partition) {
+                Ok(Some(cp)) if committed.get(&partition).is_some_and(|c| *c > cp.position) => None,
+                Ok(Some(cp)) => match processor.restore_partition(partition, &cp, now) {
+                    Ok(()) => Some(cp),
+                    Err(err) => {
+                        tracing::warn!(topic, partition = partition.partition, error = %err, "Checkpoint not restored; replaying from the commit");
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(err) => {
+                    tracing::warn!(topic, partition = partition.partition, error = %err, "Checkpoint unusable; replaying from the commit");
+                    None
+                }
+            };
+            match restored {
+                Some(cp) => {
+                    offsets.lock().unwrap_or_else(|e| e.into_inner()).restored(partition, cp.position);
+                    stats.checkpoints_restored.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        topic,
+                        partition = partition.partition,
+                        position = cp.position,
+                        committed = ?committed.get(&partition),
+                        bytes = cp.state.len(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "Partition restored from its checkpoint"
+                    );
+                }
+                None => {
+                    tracing::info!(topic, partition = partition.partition, committed = ?committed.get(&partition), "Partition starts without a checkpoint");
+                    processor.ensure_partition(partition, now);
+                }
+            }
+        }
+        true
+    }
+
+    /// Takes snapshots when the interval is due and writes those whose records' effects are
+    /// all acknowledged; each written checkpoint lets the commit move up to it.
+    fn advance(&mut self, processor: &Processor, offsets: &Arc<Mutex<OffsetTracker>>, source: &KafkaSource, stats: &Arc<PipelineStats>) {
+        if self.last.elapsed() >= self.every {
+            self.last = tokio::time::Instant::now();
+            let o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+            for (partition, _) in processor.watermarks() {
+                if self.pending.contains_key(&partition) {
+                    continue;
+                }
+                let position = processor.position(partition);
+                if position.is_some_and(|p| o.wants_checkpoint(partition, p)) {
+                    if let Some(cp) = processor.checkpoint(partition) {
+                        self.pending.insert(partition, cp);
+                    }
+                }
+            }
+        }
+        let ready: Vec<SourcePartition> = {
+            let o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+            self.pending.iter().filter(|(p, cp)| o.checkpoint_publishable(**p, cp.position)).map(|(p, _)| *p).collect()
+        };
+        for partition in ready {
+            let Some(cp) = self.pending.remove(&partition) else { continue };
+            offsets.lock().unwrap_or_else(|e| e.into_inner()).checkpoint_started(partition, cp.position);
+            let (writer, offsets, stats, topic) =
+                (self.writer.clone(), offsets.clone(), stats.clone(), source.topic_name(partition).to_owned());
+            tokio::spawn(async move {
+                let written = writer.write(&topic, partition.partition, &cp).await;
+                record_checkpoint(&offsets, &stats, partition, cp.position, written);
+            });
+        }
+    }
+
+    /// At shutdown, after the sinks drained: one last checkpoint per partition, so a
+    /// restart replays nothing.
+    async fn final_checkpoints(
+        &mut self,
+        processor: &Processor,
+        offsets: &Mutex<OffsetTracker>,
+        source: &KafkaSource,
+        stats: &PipelineStats,
+        deadline: tokio::time::Instant,
+    ) {
+        let mut writes = Vec::new();
+        for (partition, _) in processor.watermarks() {
+            let Some(cp) = processor.checkpoint(partition) else { continue };
+            if !offsets.lock().unwrap_or_else(|e| e.into_inner()).checkpoint_publishable(partition, cp.position) {
+                continue;
+            }
+            let (writer, topic) = (&self.writer, source.topic_name(partition));
+            writes.push(async move { (partition, cp.position, writer.write(topic, partition.partition, &cp).await) });
+        }
+        match tokio::time::timeout_at(deadline, futures::future::join_all(writes)).await {
+            Ok(results) => {
+                for (partition, position, written) in results {
+                    record_checkpoint(offsets, stats, partition, position, written);
+                }
+            }
+            Err(_) => tracing::warn!("Final checkpoints not written in time; a restart replays from the last one"),
+        }
+    }
+}
+
+fn record_checkpoint(
+    offsets: &Mutex<OffsetTracker>,
+    stats: &PipelineStats,
+    partition: SourcePartition,
+    position: i64,
+    written: Result<usize, rdkafka::error::KafkaError>,
+) {
+    let ok = written.is_ok();
+    match written {
+        Ok(bytes) => {
+            stats.checkpoints_written.fetch_add(1, Ordering::Relaxed);
+            stats.checkpoint_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        Err(err) => tracing::warn!(partition = partition.partition, position, error = %err, "Checkpoint not written; will try again"),
+    }
+    offsets.lock().unwrap_or_else(|e| e.into_inner()).checkpoint_finished(partition, position, ok);
 }
 
 /// The sink task: batches items, writes them to InfluxDB (when configured) and then calls

@@ -19,6 +19,11 @@ pub struct PipelineStats {
     pub points_written: AtomicU64,
     pub sink_batches: AtomicU64,
     pub commits: AtomicU64,
+    /// Records delivered again from an older commit but already in a restored checkpoint.
+    pub records_skipped: AtomicU64,
+    pub checkpoints_written: AtomicU64,
+    pub checkpoint_bytes: AtomicU64,
+    pub checkpoints_restored: AtomicU64,
     pub tracked_sensors: AtomicU64,
     pub open_windows: AtomicU64,
     /// Wall-clock ms of the last successful sink write (0: none yet).

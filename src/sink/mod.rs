@@ -5,6 +5,7 @@
 
 pub mod aggregates;
 pub mod alerts;
+pub mod checkpoint;
 pub mod deadletter;
 pub mod influx;
 pub mod line_protocol;

@@ -111,6 +111,27 @@ impl KafkaSource {
             .collect()
     }
 
+    /// The group's committed offsets of `partitions` (absent: none committed).
+    pub fn committed(&self, partitions: &[SourcePartition]) -> Result<HashMap<SourcePartition, i64>, KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition(self.topic_name(*p), p.partition);
+        }
+        let committed = self.consumer.committed_offsets(list, std::time::Duration::from_secs(10))?;
+        Ok(partitions
+            .iter()
+            .filter_map(|p| match committed.find_partition(self.topic_name(*p), p.partition)?.offset() {
+                Offset::Offset(o) => Some((*p, o)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Reads `partition` again from its first record.
+    pub fn seek_to_beginning(&self, partition: SourcePartition) -> Result<(), KafkaError> {
+        self.consumer.seek(self.topic_name(partition), partition.partition, Offset::Beginning, std::time::Duration::from_secs(10))
+    }
+
     /// Commits the given next-offsets. Rebalance-in-progress and no-offset are expected
     /// transient answers: the caller simply tries again at the next interval.
     pub fn commit(&self, offsets: &[(SourcePartition, i64)], mode: CommitMode) -> Result<(), KafkaError> {

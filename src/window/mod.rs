@@ -7,6 +7,6 @@ pub mod partition;
 pub mod spec;
 pub mod watermark;
 
-pub use partition::{ClosedWindow, LatePolicy, PartitionWindows, SensorBudget, WindowTiming};
+pub use partition::{LatePolicy, PartitionWindows, SensorBudget, WindowTiming};
 pub use spec::WindowSpec;
 pub use watermark::Watermark;

@@ -7,8 +7,11 @@
 //! windows that contain it, or none: if any of them has already closed the reading is
 //! `late`. Lateness is checked before duplicates, so a
 //! re-sent record is `late` once its windows closed and `duplicate` while they are open;
-//! that makes pruning the duplicate memory of closed windows invisible. Each open window remembers the first input offset
-//! that fed it, which is what keeps the commit below unfinished work (`pipeline::offsets`).
+//! that makes pruning the duplicate memory of closed windows invisible.
+//!
+//! Everything a partition remembers between records is in `OpenState`, which serialises
+//! into a checkpoint (`pipeline::checkpoint`): a restored partition continues exactly where
+//! the checkpoint was taken.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -55,27 +58,19 @@ pub struct SensorBudget {
     pub cap: usize,
 }
 
-/// A window that closed, with the lowest input offset that fed it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClosedWindow {
-    pub result: WindowResult,
-    pub first_offset: i64,
-}
-
 /// A window end, sensor and spec: one window of one sensor.
 type WindowKey = (i64, Arc<str>, usize);
 
 /// One slide-sized slice of event time for one sensor and spec. A window is the merge of
 /// the `size / slide` panes it covers (one pane for a tumbling window), so a reading
 /// updates one pane per spec however many sliding windows overlap it.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Pane {
-    first_offset: i64,
     acc: Accumulator,
 }
 
 /// What one sensor needs remembered between records.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct SensorState {
     area: Area,
     /// Panes held for this sensor (all specs); the sensor is forgotten when none are left.
@@ -90,6 +85,13 @@ pub struct PartitionWindows {
     kind: Kind,
     specs: Arc<[WindowSpec]>,
     timing: WindowTiming,
+    open: OpenState,
+    last_record_wall_ms: i64,
+}
+
+/// The part of a partition's window state that a checkpoint carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct OpenState {
     watermark: Watermark,
     sensors: HashMap<Arc<str>, SensorState>,
     /// Panes by (sensor, spec), ordered by pane end.
@@ -99,9 +101,6 @@ pub struct PartitionWindows {
     /// When each pane may go: once the watermark reaches this, no window using it can
     /// close or be corrected any more. (threshold, sensor, spec, pane end)
     expiry: BTreeSet<(i64, Arc<str>, usize, i64)>,
-    /// Multiset of the first offsets of held panes.
-    open_offsets: BTreeMap<i64, usize>,
-    last_record_wall_ms: i64,
 }
 
 impl PartitionWindows {
@@ -109,15 +108,36 @@ impl PartitionWindows {
         PartitionWindows {
             kind,
             specs,
-            watermark: Watermark::new(timing.out_of_orderness_ms),
-            sensors: HashMap::new(),
-            panes: HashMap::new(),
-            pending: BTreeSet::new(),
-            expiry: BTreeSet::new(),
-            open_offsets: BTreeMap::new(),
+            open: OpenState {
+                watermark: Watermark::new(timing.out_of_orderness_ms),
+                sensors: HashMap::new(),
+                panes: HashMap::new(),
+                pending: BTreeSet::new(),
+                expiry: BTreeSet::new(),
+            },
             last_record_wall_ms: now_wall_ms,
             timing,
         }
+    }
+
+    /// The open state as checkpoint bytes (bincode).
+    pub fn snapshot(&self) -> Vec<u8> {
+        // Serialising plain maps of numbers and strings into memory cannot fail.
+        bincode::serialize(&self.open).unwrap_or_default()
+    }
+
+    /// A partition continuing from `snapshot`; its sensors count against `budget`.
+    pub fn restore(
+        kind: Kind,
+        specs: Arc<[WindowSpec]>,
+        timing: WindowTiming,
+        now_wall_ms: i64,
+        snapshot: &[u8],
+        budget: &mut SensorBudget,
+    ) -> Result<Self, bincode::Error> {
+        let open: OpenState = bincode::deserialize(snapshot)?;
+        budget.tracked += open.sensors.len();
+        Ok(PartitionWindows { kind, specs, timing, open, last_record_wall_ms: now_wall_ms })
     }
 
     pub fn kind(&self) -> Kind {
@@ -125,42 +145,36 @@ impl PartitionWindows {
     }
 
     pub fn watermark(&self) -> i64 {
-        self.watermark.current()
+        self.open.watermark.current()
     }
 
     pub fn tracked_sensors(&self) -> usize {
-        self.sensors.len()
+        self.open.sensors.len()
     }
 
     /// Windows with data that have not closed yet.
     pub fn open_windows(&self) -> usize {
-        self.pending.len()
+        self.open.pending.len()
     }
 
     pub fn last_record_wall_ms(&self) -> i64 {
         self.last_record_wall_ms
     }
 
-    /// The lowest offset that still feeds a window that is open (or still correctable).
-    pub fn lowest_open_offset(&self) -> Option<i64> {
-        self.open_offsets.keys().next().copied()
-    }
-
     /// Adds one validated reading at `offset`; closes the windows its watermark passes.
     pub fn add(
         &mut self,
         reading: Reading,
-        offset: i64,
         budget: &mut SensorBudget,
         now_wall_ms: i64,
-        closed: &mut Vec<ClosedWindow>,
+        closed: &mut Vec<WindowResult>,
     ) -> Result<(), Rejection> {
         self.last_record_wall_ms = now_wall_ms;
         let (specs, timing) = (self.specs.clone(), self.timing.clone());
         let vendor = reading.vendor.as_str();
         let reject = |reason, detail: String| Err(Rejection::new(reason, detail).with_vendor(vendor));
 
-        let watermark = self.watermark.current();
+        let watermark = self.open.watermark.current();
         let update_horizon = timing.update_horizon_ms();
         for spec in specs.iter() {
             // The earliest-closing window containing the reading ends with its pane.
@@ -178,7 +192,7 @@ impl PartitionWindows {
                 );
             }
         }
-        if let Some(state) = self.sensors.get(reading.sensor_id.as_str()) {
+        if let Some(state) = self.open.sensors.get(reading.sensor_id.as_str()) {
             if state.seen_ts.contains_key(&reading.ts_ms) {
                 return reject(Reason::Duplicate, format!("sensor {} already sent ts {}", reading.sensor_id, reading.ts_ms));
             }
@@ -188,7 +202,7 @@ impl PartitionWindows {
                 }
             }
         }
-        let sensor: Arc<str> = match self.sensors.get_key_value(reading.sensor_id.as_str()) {
+        let sensor: Arc<str> = match self.open.sensors.get_key_value(reading.sensor_id.as_str()) {
             Some((key, _)) => key.clone(),
             None => {
                 if budget.tracked >= budget.cap {
@@ -196,11 +210,11 @@ impl PartitionWindows {
                 }
                 budget.tracked += 1;
                 let key: Arc<str> = Arc::from(reading.sensor_id.as_str());
-                self.sensors.insert(key.clone(), SensorState::default());
+                self.open.sensors.insert(key.clone(), SensorState::default());
                 key
             }
         };
-        let Some(state) = self.sensors.get_mut(&sensor) else { return Ok(()) };
+        let Some(state) = self.open.sensors.get_mut(&sensor) else { return Ok(()) };
         state.seen_ts.insert(reading.ts_ms, reading.seq);
         if let Some(seq) = reading.seq {
             state.seen_seq.insert(seq, reading.ts_ms);
@@ -209,21 +223,20 @@ impl PartitionWindows {
         let mut corrected = Vec::new();
         for (spec_index, spec) in specs.iter().enumerate() {
             let end = pane_end(reading.ts_ms, spec, timing.tz_offset_ms);
-            let panes = self.panes.entry((sensor.clone(), spec_index)).or_default();
+            let panes = self.open.panes.entry((sensor.clone(), spec_index)).or_default();
             let pane = panes.entry(end).or_insert_with(|| {
                 state.panes += 1;
-                *self.open_offsets.entry(offset).or_default() += 1;
                 let last_window_end = end + spec.size_ms - spec.slide_ms;
-                self.expiry.insert((last_window_end + timing.allowed_lateness_ms + update_horizon, sensor.clone(), spec_index, end));
+                self.open.expiry.insert((last_window_end + timing.allowed_lateness_ms + update_horizon, sensor.clone(), spec_index, end));
                 // Every window this pane belongs to that has not closed yet.
                 let mut window_end = end;
                 while window_end <= last_window_end {
                     if window_end + timing.allowed_lateness_ms > watermark {
-                        self.pending.insert((window_end, sensor.clone(), spec_index));
+                        self.open.pending.insert((window_end, sensor.clone(), spec_index));
                     }
                     window_end += spec.slide_ms;
                 }
-                Pane { first_offset: offset, acc: Accumulator::for_observation(&reading.observation) }
+                Pane { acc: Accumulator::for_observation(&reading.observation) }
             });
             pane.acc.add(reading.ts_ms, &reading.observation);
             // Windows already closed but still correctable (late policy `update`).
@@ -234,89 +247,75 @@ impl PartitionWindows {
             }
         }
         for key in corrected {
-            if let Some(mut window) = self.window_of(&key) {
-                // The correction's only new input is this record: it holds this offset.
-                window.first_offset = offset;
+            if let Some(window) = self.window_of(&key) {
                 closed.push(window);
             }
         }
-        self.watermark.observe(reading.ts_ms);
+        self.open.watermark.observe(reading.ts_ms);
         self.close_due(budget, closed);
         Ok(())
     }
 
     /// Lets an idle partition follow the event time of its peers, then closes what is due.
-    pub fn advance_idle(&mut self, watermark_ms: i64, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
-        self.watermark.advance_to(watermark_ms);
+    pub fn advance_idle(&mut self, watermark_ms: i64, budget: &mut SensorBudget, closed: &mut Vec<WindowResult>) {
+        self.open.watermark.advance_to(watermark_ms);
         self.close_due(budget, closed);
     }
 
     /// The window `key` merged from its panes, or `None` when none holds data.
-    fn window_of(&self, key: &WindowKey) -> Option<ClosedWindow> {
+    fn window_of(&self, key: &WindowKey) -> Option<WindowResult> {
         let (end_ms, sensor, spec_index) = key;
         let spec = &self.specs[*spec_index];
-        let panes = self.panes.get(&(sensor.clone(), *spec_index))?;
-        let mut merged: Option<(Accumulator, i64)> = None;
+        let panes = self.open.panes.get(&(sensor.clone(), *spec_index))?;
+        let mut merged: Option<Accumulator> = None;
         for (_, pane) in panes.range(end_ms - spec.size_ms + 1..=*end_ms) {
             match merged.as_mut() {
-                None => merged = Some((pane.acc.clone(), pane.first_offset)),
-                Some((acc, first)) => {
-                    acc.merge(&pane.acc);
-                    *first = (*first).min(pane.first_offset);
-                }
+                None => merged = Some(pane.acc.clone()),
+                Some(acc) => acc.merge(&pane.acc),
             }
         }
-        let (acc, first_offset) = merged?;
-        Some(ClosedWindow {
-            result: WindowResult {
-                kind: self.kind,
-                sensor_id: sensor.to_string(),
-                window: spec.label.clone(),
-                start_ms: end_ms - spec.size_ms,
-                end_ms: *end_ms,
-                area: self.sensors.get(sensor).map(|s| s.area.clone()).unwrap_or_default(),
-                values: acc.finish(*end_ms),
-                coverage: None,
-                domain: None,
-            },
-            first_offset,
+        let acc = merged?;
+        Some(WindowResult {
+            kind: self.kind,
+            sensor_id: sensor.to_string(),
+            window: spec.label.clone(),
+            start_ms: end_ms - spec.size_ms,
+            end_ms: *end_ms,
+            area: self.open.sensors.get(sensor).map(|s| s.area.clone()).unwrap_or_default(),
+            values: acc.finish(*end_ms),
+            coverage: None,
+            domain: None,
         })
     }
 
-    fn close_due(&mut self, budget: &mut SensorBudget, closed: &mut Vec<ClosedWindow>) {
+    fn close_due(&mut self, budget: &mut SensorBudget, closed: &mut Vec<WindowResult>) {
         let timing = self.timing.clone();
-        let watermark = self.watermark.current();
-        while let Some(first) = self.pending.first() {
+        let watermark = self.open.watermark.current();
+        while let Some(first) = self.open.pending.first() {
             if first.0 + timing.allowed_lateness_ms > watermark {
                 break;
             }
-            let Some(key) = self.pending.pop_first() else { break };
+            let Some(key) = self.open.pending.pop_first() else { break };
             if let Some(window) = self.window_of(&key) {
                 closed.push(window);
             }
         }
         // Drop panes no window can use any more; forget sensors with nothing left.
         let mut touched = BTreeSet::new();
-        while let Some(first) = self.expiry.first() {
+        while let Some(first) = self.open.expiry.first() {
             if first.0 > watermark {
                 break;
             }
-            let Some((_, sensor, spec_index, end)) = self.expiry.pop_first() else { break };
+            let Some((_, sensor, spec_index, end)) = self.open.expiry.pop_first() else { break };
             let index_key = (sensor.clone(), spec_index);
-            if let Some(panes) = self.panes.get_mut(&index_key) {
-                if let Some(pane) = panes.remove(&end) {
-                    if let Some(count) = self.open_offsets.get_mut(&pane.first_offset) {
-                        *count -= 1;
-                        if *count == 0 {
-                            self.open_offsets.remove(&pane.first_offset);
-                        }
-                    }
-                    if let Some(state) = self.sensors.get_mut(&sensor) {
+            if let Some(panes) = self.open.panes.get_mut(&index_key) {
+                if panes.remove(&end).is_some() {
+                    if let Some(state) = self.open.sensors.get_mut(&sensor) {
                         state.panes -= 1;
                     }
                 }
                 if panes.is_empty() {
-                    self.panes.remove(&index_key);
+                    self.open.panes.remove(&index_key);
                 }
             }
             touched.insert(sensor);
@@ -326,9 +325,9 @@ impl PartitionWindows {
         let horizon =
             watermark.saturating_sub(timing.allowed_lateness_ms).saturating_sub(timing.update_horizon_ms()).saturating_sub(min_size);
         for sensor in touched {
-            let Some(state) = self.sensors.get_mut(&sensor) else { continue };
+            let Some(state) = self.open.sensors.get_mut(&sensor) else { continue };
             if state.panes == 0 {
-                self.sensors.remove(&sensor);
+                self.open.sensors.remove(&sensor);
                 budget.tracked -= 1;
                 continue;
             }
@@ -375,8 +374,7 @@ mod tests {
     struct Harness {
         windows: PartitionWindows,
         budget: SensorBudget,
-        closed: Vec<ClosedWindow>,
-        next_offset: i64,
+        closed: Vec<WindowResult>,
     }
 
     impl Harness {
@@ -385,14 +383,11 @@ mod tests {
                 windows: PartitionWindows::new(Kind::Pm25, specs.into(), timing(), 0),
                 budget: SensorBudget { tracked: 0, cap },
                 closed: Vec::new(),
-                next_offset: 0,
             }
         }
 
         fn add(&mut self, r: Reading) -> Result<(), Reason> {
-            let offset = self.next_offset;
-            self.next_offset += 1;
-            self.windows.add(r, offset, &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
+            self.windows.add(r, &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
         }
     }
 
@@ -412,8 +407,8 @@ mod tests {
         h.add(reading("a", 210_000, 9.0, None)).unwrap();
         assert_eq!(h.closed.len(), 1);
         let w = &h.closed[0];
-        assert_eq!((w.result.start_ms, w.result.end_ms, w.first_offset), (0, MINUTE, 0));
-        let v = w.result.values.level().unwrap();
+        assert_eq!((w.start_ms, w.end_ms), (0, MINUTE));
+        let v = w.values.level().unwrap();
         let (count, mean, first, last, min, max) = (v.count, v.mean, v.first, v.last, v.min, v.max);
         assert_eq!((count, mean, first, last, min, max), (3, 2.0, 1.0, 3.0, 1.0, 3.0));
     }
@@ -438,7 +433,6 @@ mod tests {
         h.add(reading("a", 10_000, 1.0, None)).unwrap();
         h.add(reading("a", 300_000, 1.0, None)).unwrap();
         assert_eq!(h.add(reading("a", 20_000, 1.0, None)), Err(Reason::Late), "its 1 h window is open but its 1 m is not");
-        assert_eq!(h.windows.lowest_open_offset(), Some(0), "the 1 h window still holds offset 0");
     }
 
     #[test]
@@ -447,20 +441,20 @@ mod tests {
         let mut windows = PartitionWindows::new(Kind::Pm25, minute().into(), timing, 0);
         let mut budget = SensorBudget { tracked: 0, cap: 10 };
         let mut closed = Vec::new();
-        windows.add(reading("a", 10_000, 1.0, None), 0, &mut budget, 0, &mut closed).unwrap();
-        windows.add(reading("a", 300_000, 5.0, None), 1, &mut budget, 0, &mut closed).unwrap();
+        windows.add(reading("a", 10_000, 1.0, None), &mut budget, 0, &mut closed).unwrap();
+        windows.add(reading("a", 300_000, 5.0, None), &mut budget, 0, &mut closed).unwrap();
         assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].result.values.count(), 1);
+        assert_eq!(closed[0].values.count(), 1);
         // Late for [0, 60 s) but within the 10 min horizon: the window is emitted again.
-        windows.add(reading("a", 20_000, 3.0, None), 2, &mut budget, 0, &mut closed).unwrap();
+        windows.add(reading("a", 20_000, 3.0, None), &mut budget, 0, &mut closed).unwrap();
         assert_eq!(closed.len(), 2);
         let corrected = &closed[1];
-        assert_eq!((corrected.result.start_ms, corrected.result.end_ms, corrected.first_offset), (0, MINUTE, 2));
-        assert_eq!(corrected.result.values.level().unwrap().mean, 2.0);
-        assert_eq!(windows.add(reading("a", 20_000, 3.0, None), 3, &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Duplicate);
+        assert_eq!((corrected.start_ms, corrected.end_ms), (0, MINUTE));
+        assert_eq!(corrected.values.level().unwrap().mean, 2.0);
+        assert_eq!(windows.add(reading("a", 20_000, 3.0, None), &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Duplicate);
         // Past end + lateness + horizon (13 min), the window is gone: late.
-        windows.add(reading("a", 14 * MINUTE, 5.0, None), 4, &mut budget, 0, &mut closed).unwrap();
-        assert_eq!(windows.add(reading("a", 30_000, 3.0, None), 5, &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Late);
+        windows.add(reading("a", 14 * MINUTE, 5.0, None), &mut budget, 0, &mut closed).unwrap();
+        assert_eq!(windows.add(reading("a", 30_000, 3.0, None), &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Late);
     }
 
     #[test]
@@ -486,22 +480,12 @@ mod tests {
     }
 
     #[test]
-    fn offsets_of_open_windows_are_held() {
-        let mut h = Harness::new(minute(), 10);
-        h.add(reading("a", 10_000, 1.0, None)).unwrap(); // offset 0, window [0, 60 s)
-        h.add(reading("a", 70_000, 1.0, None)).unwrap(); // offset 1, window [60 s, 120 s)
-        assert_eq!(h.windows.lowest_open_offset(), Some(0));
-        h.add(reading("a", 215_000, 1.0, None)).unwrap(); // closes [0, 60 s)
-        assert_eq!(h.windows.lowest_open_offset(), Some(1));
-    }
-
-    #[test]
     fn an_idle_partition_follows_its_peers() {
         let mut h = Harness::new(minute(), 10);
         h.add(reading("a", 10_000, 1.0, None)).unwrap();
         h.windows.advance_idle(10 * MINUTE, &mut h.budget, &mut h.closed);
         assert_eq!(h.closed.len(), 1);
-        assert_eq!(h.windows.lowest_open_offset(), None);
+        assert_eq!(h.windows.open_windows(), 0);
     }
 
     mod against_a_naive_reference {
@@ -562,9 +546,9 @@ mod tests {
                 let mut budget = SensorBudget { tracked: 0, cap: 100 };
                 let mut closed = Vec::new();
                 let mut fates = Vec::new();
-                for (offset, (sensor, ts, value)) in records.iter().enumerate() {
+                for (sensor, ts, value) in &records {
                     let r = reading(&format!("s{sensor}"), *ts, *value, None);
-                    fates.push(windows.add(r, offset as i64, &mut budget, 0, &mut closed).is_ok());
+                    fates.push(windows.add(r, &mut budget, 0, &mut closed).is_ok());
                 }
                 windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
                 let (expected_fates, expected) = reference(&records);
@@ -572,9 +556,9 @@ mod tests {
                 prop_assert_eq!(closed.len(), expected.len());
                 prop_assert_eq!(budget.tracked, 0, "every sensor is forgotten once all its windows closed");
                 for w in &closed {
-                    let key = (w.result.sensor_id.clone(), w.result.window.clone(), w.result.start_ms);
+                    let key = (w.sensor_id.clone(), w.window.clone(), w.start_ms);
                     let samples = &expected[&key];
-                    let v = w.result.values.level().unwrap();
+                    let v = w.values.level().unwrap();
                     let values: Vec<f64> = samples.iter().map(|s| s.1).collect();
                     let mean = values.iter().sum::<f64>() / values.len() as f64;
                     prop_assert_eq!(v.count as usize, values.len());
@@ -583,9 +567,35 @@ mod tests {
                     prop_assert_eq!(v.max, values.iter().copied().fold(f64::NEG_INFINITY, f64::max));
                     prop_assert_eq!(v.first, samples.iter().min_by_key(|s| s.0).unwrap().1);
                     prop_assert_eq!(v.last, samples.iter().max_by_key(|s| s.0).unwrap().1);
-                    let size = SPECS.iter().find(|s| s.0 == w.result.window).unwrap().1;
-                    prop_assert_eq!(w.result.end_ms - w.result.start_ms, size);
+                    let size = SPECS.iter().find(|s| s.0 == w.window).unwrap().1;
+                    prop_assert_eq!(w.end_ms - w.start_ms, size);
                 }
+            }
+
+            /// A partition restored from a snapshot taken at any point continues exactly
+            /// as the original: the same fates (duplicates and lateness remembered), the
+            /// same windows with the same values.
+            #[test]
+            fn a_restored_snapshot_continues_exactly_like_the_original(
+                records in prop::collection::vec((0usize..3, 0i64..1_800_000, 0.0f64..500.0), 1..200),
+                cut in 0usize..200,
+            ) {
+                let run = |snapshot_at: Option<usize>| {
+                    let mut windows = PartitionWindows::new(Kind::Pm25, specs().into(), timing(), 0);
+                    let mut budget = SensorBudget { tracked: 0, cap: 100 };
+                    let (mut closed, mut fates) = (Vec::new(), Vec::new());
+                    for (i, (sensor, ts, value)) in records.iter().enumerate() {
+                        if Some(i) == snapshot_at {
+                            let bytes = windows.snapshot();
+                            budget = SensorBudget { tracked: 0, cap: 100 };
+                            windows = PartitionWindows::restore(Kind::Pm25, specs().into(), timing(), 0, &bytes, &mut budget).unwrap();
+                        }
+                        fates.push(windows.add(reading(&format!("s{sensor}"), *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
+                    }
+                    windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
+                    (fates, closed, budget.tracked)
+                };
+                prop_assert_eq!(run(Some(cut % records.len())), run(None));
             }
         }
     }

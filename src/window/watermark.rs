@@ -2,7 +2,7 @@
 //! allowed out-of-orderness (SPEC §3). Records stamped in the future never reach it:
 //! validation dead-letters them first, so one bad clock cannot drag it forward.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Watermark {
     out_of_orderness_ms: i64,
     max_event_ms: Option<i64>,

@@ -32,7 +32,7 @@ pub fn alertmanager() -> String {
 }
 
 /// The `[kafka]`, `[topics]` and `[rollup]` sections for a test run whose topics are named
-/// `RUN.pm25` … `RUN.deadletter`, `RUN.aggregates`, in group `RUN-group`; tests append
+/// `RUN.pm25` … `RUN.deadletter`, `RUN.checkpoints`, `RUN.aggregates`, in group `RUN-group`; tests append
 /// their own sections.
 pub fn run_config(brokers: &str, run: &str) -> String {
     format!(
@@ -42,6 +42,7 @@ brokers = "{brokers}"
 group_id = "{run}-group"
 [topics]
 deadletter = "{run}.deadletter"
+checkpoints = "{run}.checkpoints"
 pm25 = {{ name = "{run}.pm25" }}
 dust = {{ name = "{run}.dust" }}
 water = {{ name = "{run}.water" }}
@@ -198,4 +199,16 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ve
             _ => None,
         })
         .collect()
+}
+
+/// (committed, end) offsets of `group` summed over `topic`'s partitions. The pipeline
+/// commits an offset only once every effect of the records before it is acknowledged, so
+/// committed = end means the run is complete.
+pub fn commit_progress(brokers: &str, group: &str, topic: &str, partitions: i32) -> (i64, i64) {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
+    let committed = committed(brokers, group, topic, partitions);
+    (0..partitions).fold((0, 0), |(done, total), p| {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        (done + committed[p as usize].unwrap_or(0).min(high), total + high)
+    })
 }
