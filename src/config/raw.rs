@@ -251,6 +251,24 @@ pub struct RawInflux {
     pub batch_size: i64,
     #[serde(default = "flush_interval")]
     pub flush_interval: String,
+    /// Directory of the on-disk spool for writes InfluxDB could not take (one per
+    /// instance). Unset: no spool, a failing write is retried and holds the consumer.
+    pub spool_dir: Option<String>,
+    /// Spool size cap per stream (windows, areas, alerts), e.g. "1GiB"; past it,
+    /// consumption pauses.
+    #[serde(default = "spool_max")]
+    pub spool_max: String,
+    /// "always" (fsync every spooled batch) or "never" (survives a crash, not power loss).
+    #[serde(default = "spool_fsync")]
+    pub spool_fsync: String,
+}
+
+fn spool_max() -> String {
+    "1GiB".into()
+}
+
+fn spool_fsync() -> String {
+    "always".into()
 }
 
 fn token_env() -> String {

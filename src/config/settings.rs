@@ -56,6 +56,33 @@ pub struct InfluxSettings {
     pub token: Secret,
     pub batch_size: usize,
     pub flush_interval_ms: i64,
+    pub spool: Option<SpoolSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolSettings {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub fsync: crate::sink::spool::FsyncPolicy,
+}
+
+/// "512MiB", "1GiB", "100kB" or plain bytes.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size like \"512MiB\""))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?}: use B, kB, KiB, MB, MiB, GB or GiB")),
+    };
+    number.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +337,28 @@ impl Settings {
                 token: Secret(token),
                 batch_size: c.positive("influx.batch_size", i.batch_size),
                 flush_interval_ms: c.duration("influx.flush_interval", &i.flush_interval, 1),
+                spool: i.spool_dir.as_ref().map(|dir| SpoolSettings {
+                    dir: PathBuf::from(dir),
+                    max_bytes: match parse_bytes(&i.spool_max) {
+                        Ok(bytes) if bytes >= 1 << 20 => bytes,
+                        Ok(_) => {
+                            c.problem("influx.spool_max", "must be at least 1MiB");
+                            0
+                        }
+                        Err(reason) => {
+                            c.problem("influx.spool_max", reason);
+                            0
+                        }
+                    },
+                    fsync: match i.spool_fsync.as_str() {
+                        "always" => crate::sink::spool::FsyncPolicy::Always,
+                        "never" => crate::sink::spool::FsyncPolicy::Never,
+                        other => {
+                            c.problem("influx.spool_fsync", format!("{other:?}: use \"always\" or \"never\""));
+                            crate::sink::spool::FsyncPolicy::Always
+                        }
+                    },
+                }),
             }
         });
 

@@ -42,6 +42,7 @@ pub async fn run_alert_sink(
     give_up: CancellationToken,
 ) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+    let mut drain = tokio::time::interval(Duration::from_secs(1));
     let mut resend = tokio::time::interval(alertmanager.as_ref().map_or(Duration::from_secs(3600), |a| a.resend));
     loop {
         tokio::select! {
@@ -65,6 +66,11 @@ pub async fn run_alert_sink(
                         views.push(previous);
                     }
                     post(&client, &am.url, &views).await;
+                }
+            }
+            _ = drain.tick() => {
+                if let Some(writer) = influx.as_mut() {
+                    writer.drain_spool().await;
                 }
             }
             _ = resend.tick() => {

@@ -34,6 +34,8 @@ pub enum AreaStageError {
     Consumer(#[source] KafkaError),
     #[error("cannot read the partitions of input topic {topic}: {source}")]
     Metadata { topic: String, source: KafkaError },
+    #[error("{0}")]
+    Spool(#[from] crate::sink::spool::SpoolError),
 }
 
 /// Area results of one emission, holding an aggregates offset until written.
@@ -109,7 +111,7 @@ pub async fn run(
     let give_up = CancellationToken::new();
     let sink = tokio::spawn(run_sink(
         results_rx,
-        settings.influx.as_ref().map(InfluxWriter::new),
+        settings.influx.as_ref().map(|i| InfluxWriter::new(i, "areas")).transpose()?,
         |batch: &AreaBatch, out| batch.results.iter().for_each(|r| encode_area(r, out)),
         settings.influx.as_ref().map_or(64, |i| (i.batch_size / 16).max(1)),
         Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),

@@ -64,6 +64,8 @@ pub enum PipelineError {
     Aggregates { topic: String, source: rdkafka::error::KafkaError },
     #[error("area stage: {0}")]
     Areas(#[from] areas::AreaStageError),
+    #[error("{0}")]
+    Spool(#[from] crate::sink::spool::SpoolError),
     #[error("cannot use the checkpoint topic {topic} (does it exist?): {source}")]
     Checkpoints { topic: String, source: rdkafka::error::KafkaError },
     #[error("cannot use the alert topics ({topic}): {source}")]
@@ -125,7 +127,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
                 .alertmanager_url
                 .clone()
                 .map(|url| alerts::Alertmanager { url, resend: Duration::from_millis(a.resend_interval_ms as u64) });
-            let influx = settings.influx.as_ref().map(InfluxWriter::new);
+            let influx = settings.influx.as_ref().map(|i| InfluxWriter::new(i, "alerts")).transpose()?;
             let task = tokio::spawn(alerts::run_alert_sink(rx, producer, influx, manager, shared.alerts.clone(), CancellationToken::new()));
             (Some(tx), Some(task), restored)
         }
@@ -229,8 +231,10 @@ async fn run_sensor_stage(
     let offsets = Arc::new(Mutex::new(OffsetTracker::with_checkpoints()));
     let mut checkpoints =
         Checkpoints::new(&settings).map_err(|source| PipelineError::Checkpoints { topic: settings.checkpoint_topic.clone(), source })?;
-    let deadletters = DeadLetterSink::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.deadletter_topic, offsets.clone())
-        .map_err(|source| PipelineError::Producer { brokers: settings.kafka.brokers.clone(), source })?;
+    let deadletters = Arc::new(
+        DeadLetterSink::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.deadletter_topic, offsets.clone())
+            .map_err(|source| PipelineError::Producer { brokers: settings.kafka.brokers.clone(), source })?,
+    );
     let mut processor = Processor::new(CoreSettings::from(&settings), registry);
     for state in std::mem::take(&mut alerting.restored) {
         processor.restore_alert(state);
@@ -250,9 +254,16 @@ async fn run_sensor_stage(
 
     let (results_tx, results_rx) = mpsc::channel::<Emitted>(SINK_QUEUE);
     let give_up = CancellationToken::new();
+    let influx = match &settings.influx {
+        Some(i) => {
+            let deadletters = deadletters.clone();
+            Some(InfluxWriter::new(i, "windows")?.on_rejected(Box::new(move |line, reason| deadletters.send_sink_rejection(line, reason))))
+        }
+        None => None,
+    };
     let sink = tokio::spawn(run_sink(
         results_rx,
-        settings.influx.as_ref().map(InfluxWriter::new),
+        influx,
         |e: &Emitted, out| encode_window(&e.window, out),
         settings.influx.as_ref().map_or(MEMORY_BATCH, |i| i.batch_size),
         Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),
@@ -742,7 +753,12 @@ pub(crate) async fn run_sink<T: Send + 'static>(
                 }
                 None => (true, true),
             },
-            _ = tick.tick() => (true, false),
+            _ = tick.tick() => {
+                if let Some(writer) = influx.as_mut() {
+                    writer.drain_spool().await;
+                }
+                (true, false)
+            }
         };
         if flush_now && !batch.is_empty() {
             let written = match influx.as_mut() {

@@ -20,6 +20,11 @@ use crate::pipeline::offsets::OffsetTracker;
 pub const HEADER_REASON: &str = "citysense-reason";
 pub const HEADER_DETAIL: &str = "citysense-detail";
 pub const HEADER_SOURCE: &str = "citysense-source";
+/// The reason header of a point InfluxDB refused (not an input rejection).
+pub const SINK_REJECTED: &str = "sink_rejected";
+
+/// The input offset a dead letter holds; none for points InfluxDB refused.
+type Hold = Option<(SourcePartition, i64)>;
 
 /// Releases the input offset once the broker has the dead letter.
 pub struct DeliveryAcks {
@@ -30,9 +35,15 @@ pub struct DeliveryAcks {
 impl ClientContext for DeliveryAcks {}
 
 impl ProducerContext for DeliveryAcks {
-    type DeliveryOpaque = Box<(SourcePartition, i64)>;
+    type DeliveryOpaque = Box<Hold>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, held: Self::DeliveryOpaque) {
+        let Some(held) = *held else {
+            if let Err((err, _)) = result {
+                tracing::error!(error = %err, "Refused InfluxDB point not dead-lettered (it is in the error log)");
+            }
+            return;
+        };
         match result {
             Ok(_) => self.offsets.lock().unwrap_or_else(|e| e.into_inner()).release(held.0, held.1),
             Err((err, _)) => {
@@ -77,8 +88,8 @@ impl DeadLetterSink {
             .insert(Header { key: HEADER_REASON, value: Some(rejection.reason.as_str()) })
             .insert(Header { key: HEADER_DETAIL, value: Some(rejection.detail.as_str()) })
             .insert(Header { key: HEADER_SOURCE, value: Some(origin.as_str()) });
-        let mut record: BaseRecord<'_, [u8], [u8], Box<(SourcePartition, i64)>> =
-            BaseRecord::with_opaque_to(&self.topic, Box::new((source, offset))).headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Hold>> =
+            BaseRecord::with_opaque_to(&self.topic, Box::new(Some((source, offset)))).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -88,6 +99,20 @@ impl DeadLetterSink {
         if let Err(err) = super::send_waiting(&self.producer, record) {
             self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %err, offset, "Dead letter could not be queued; offset held");
+        }
+    }
+
+    /// Dead-letters a line-protocol point InfluxDB refused (reason `sink_rejected`, source
+    /// `influx`): no input record to hold, the point's window is already closed.
+    pub fn send_sink_rejection(&self, line: &str, reason: &str) {
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header { key: HEADER_REASON, value: Some(SINK_REJECTED) })
+            .insert(Header { key: HEADER_DETAIL, value: Some(reason) })
+            .insert(Header { key: HEADER_SOURCE, value: Some("influx") });
+        let record: BaseRecord<'_, [u8], [u8], Box<Hold>> =
+            BaseRecord::with_opaque_to(&self.topic, Box::new(None)).headers(headers).payload(line.as_bytes());
+        if let Err(err) = super::send_waiting(&self.producer, record) {
+            tracing::error!(error = %err, line, "Refused InfluxDB point could not be dead-lettered");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod deadletter;
 pub mod influx;
 pub mod line_protocol;
 pub mod memory;
+pub mod spool;
 
 use std::time::Duration;
 
