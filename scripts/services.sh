@@ -109,5 +109,8 @@ wait_for alertmanager 30 curl -sf "http://127.0.0.1:$AM_PORT/-/ready"
 
 export CITYSENSE_TEST_ALERTMANAGER="http://127.0.0.1:$AM_PORT"
 export CITYSENSE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
+# Fault tests start (and stop) their own instances of these.
+export CITYSENSE_TEST_TANSU_BIN="$TANSU"
+export CITYSENSE_TEST_VICTORIA_BIN="$VICTORIA"
 export CITYSENSE_TEST_INFLUX="http://127.0.0.1:$VM_PORT"
 

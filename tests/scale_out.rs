@@ -1,5 +1,6 @@
 //! Scale-out: two `citysense` instances in one consumer group (both stages) over 4-partition
-//! topics give exactly the window and area results of a single instance.
+//! topics give exactly the window and area results of a single instance — also when one
+//! of them crashes mid-run (issue 8's fault 4).
 //!
 //! This runs on librdkafka's mock cluster over its TCP bootstrap address, not on tansu:
 //! tansu 0.6.0 cannot hold a consumer group of two members yet (../shared/STACK.md). The
@@ -171,6 +172,34 @@ async fn two_instances_in_one_group_write_exactly_what_one_instance_writes() {
     assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
     for (identity, value) in &expected.0 {
         assert_eq!(&pair.0[identity], value, "{identity}");
+    }
+
+    // Two instances again, and one crashes mid-run: its runtime is dropped with every task
+    // (no drain, no final checkpoint, no commit), as a SIGKILL would. The survivor takes its
+    // partitions over after the session timeout, restores their checkpoints and completes
+    // them; what the crashed instance wrote before plus what the survivor writes is the
+    // single instance's result, and points written by both carry the same values.
+    let (survivor, crashed) = (Shared::default(), Shared::default());
+    let shutdown = CancellationToken::new();
+    let first = tokio::spawn(pipeline::run(settings(&brokers, "crash"), registry.clone(), survivor.clone(), shutdown.clone()));
+    let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    doomed.spawn(pipeline::run(settings(&brokers, "crash"), registry.clone(), crashed.clone(), CancellationToken::new()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crashed.stats.records_in() < 500 {
+        assert!(Instant::now() < deadline, "the second instance never got partitions");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.shutdown_background();
+    let crashed_after = crashed.stats.records_in();
+    let after_crash = settle(&[&survivor, &crashed], Some(expected.0.len())).await;
+    shutdown.cancel();
+    first.await.unwrap().unwrap();
+    eprintln!("crash: the second instance had consumed {crashed_after} records; the survivor {}", survivor.stats.records_in());
+    let missing: Vec<&String> = expected.0.keys().filter(|k| !after_crash.0.contains_key(*k)).take(5).collect();
+    let extra: Vec<&String> = after_crash.0.keys().filter(|k| !expected.0.contains_key(*k)).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "after a crash: missing {missing:?}, extra {extra:?}");
+    for (identity, value) in &expected.0 {
+        assert_eq!(&after_crash.0[identity], value, "after a crash: {identity}");
     }
     drop(cluster);
 }

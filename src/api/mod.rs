@@ -1,5 +1,7 @@
 //! The HTTP API (axum): `/healthz`, `/readyz`, `/metrics`, `/api/v1/series`, `/api/v1/areas`, `/api/v1/alerts`
-//! (+ `/stream` server-sent events, + `/{fingerprint}/ack`). `app(state)` builds the router,
+//! (+ `/stream` server-sent events, + `/{fingerprint}/ack`), `/api/v1/sensors/{id}`, and
+//! `/api/v1/openapi.json` describing all of them (`openapi.json` next to this file; a test
+//! checks every documented route answers with the documented shape). `app(state)` builds the router,
 //! so tests call it without a socket; `serve` binds it with a shutdown future passed in.
 
 pub mod metrics;
@@ -15,6 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Secret;
 use crate::model::Kind;
 use crate::pipeline::Shared;
 use crate::rollup::AreaLevel;
@@ -24,7 +27,11 @@ use crate::sink::memory::SeriesQuery;
 const DEFAULT_LIMIT: usize = 500;
 const MAX_LIMIT: usize = 20_000;
 
-pub fn app(shared: Shared) -> Router {
+/// The router; `token`, when set, is required by every mutating route.
+pub fn app(shared: Shared, token: Option<Secret>) -> Router {
+    let mutating = Router::new()
+        .route("/api/v1/alerts/{fingerprint}/ack", axum::routing::post(acknowledge))
+        .route_layer(axum::middleware::from_fn(move |request, next| require_token(token.clone(), request, next)));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -33,13 +40,41 @@ pub fn app(shared: Shared) -> Router {
         .route("/api/v1/areas", get(areas))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/stream", get(alert_stream))
-        .route("/api/v1/alerts/{fingerprint}/ack", axum::routing::post(acknowledge))
+        .route("/api/v1/sensors/{id}", get(sensor))
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(mutating)
         .with_state(Arc::new(shared))
 }
 
+/// Lets the request through when no token is configured or it carries the token.
+async fn require_token(token: Option<Secret>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let Some(token) = token else { return next.run(request).await };
+    let presented =
+        request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Compare without an early exit, so timing does not reveal a matching prefix.
+    let matches = presented.is_some_and(|p| {
+        p.len() == token.expose().len() && p.bytes().zip(token.expose().bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if matches {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": "this route needs Authorization: Bearer <api token>" })),
+        )
+            .into_response()
+    }
+}
+
 /// Serves the API on `listen` until `shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Shared, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, app(shared)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Shared,
+    token: Option<Secret>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(shared, token)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -137,6 +172,55 @@ async fn areas(State(shared): State<Arc<Shared>>, params: Result<Query<AreaParam
     Json(results.iter().map(|r| r.as_ref()).collect::<Vec<_>>()).into_response()
 }
 
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// One sensor: its registry entry (when registered), and its latest window per window
+/// length from memory, with coverage.
+async fn sensor(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    let info = shared.registry.get(&id);
+    let results = shared.store.query(&SeriesQuery { sensor_id: Some(id.clone()), limit: MAX_LIMIT, ..Default::default() });
+    if info.is_none() && results.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no sensor {id:?} in the registry or in recent windows") })),
+        )
+            .into_response();
+    }
+    let mut latest: std::collections::BTreeMap<&str, &crate::model::WindowResult> = std::collections::BTreeMap::new();
+    for r in &results {
+        let slot = latest.entry(r.window.as_str()).or_insert(r);
+        if r.end_ms > slot.end_ms {
+            *slot = r;
+        }
+    }
+    let kind = info.and_then(|i| i.kind).or_else(|| results.first().map(|r| r.kind));
+    let area = info.map(|i| i.area()).or_else(|| results.first().map(|r| r.area.clone())).unwrap_or_default();
+    Json(serde_json::json!({
+        "sensor_id": id,
+        "registered": info.is_some(),
+        "kind": kind.map(|k| k.as_str()),
+        "district": area.district,
+        "street": area.street,
+        "grid": area.grid,
+        "lat": info.and_then(|i| i.lat),
+        "lon": info.and_then(|i| i.lon),
+        "interval_s": info.and_then(|i| i.interval_s),
+        "min_value": info.and_then(|i| i.min_value),
+        "max_value": info.and_then(|i| i.max_value),
+        "warning_level": info.and_then(|i| i.warning_level),
+        "guaranteed_level": info.and_then(|i| i.guaranteed_level),
+        "historical_max": info.and_then(|i| i.historical_max),
+        "last_window_end_ms": latest.values().map(|r| r.end_ms).max(),
+        "latest": latest.values().collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
 #[derive(Debug, Deserialize)]
 struct AlertParams {
     status: Option<String>,
@@ -219,12 +303,135 @@ mod tests {
 
     use super::*;
     use crate::model::{Area, LevelValues, WindowResult, WindowValues};
+    use crate::rollup::AreaLevel;
 
     async fn get_json(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
         let response = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Resolves `{"$ref": "#/components/schemas/X"}` in the OpenAPI document.
+    fn resolve<'a>(doc: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+        match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+            None => schema,
+        }
+    }
+
+    /// Checks `value` against the subset of JSON Schema the document uses: type, required.
+    fn conforms(doc: &serde_json::Value, schema: &serde_json::Value, value: &serde_json::Value, at: &str) {
+        let schema = resolve(doc, schema);
+        match schema["type"].as_str() {
+            Some("array") => {
+                let items = value.as_array().unwrap_or_else(|| panic!("{at}: expected an array, got {value}"));
+                assert!(!items.is_empty(), "{at}: the test data should give a non-empty array");
+                items.iter().for_each(|item| conforms(doc, &schema["items"], item, at));
+            }
+            Some("object") => {
+                assert!(value.is_object(), "{at}: expected an object, got {value}");
+                for field in schema["required"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {
+                    assert!(value.get(field).is_some(), "{at}: required field {field:?} missing in {value}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn every_documented_route_answers_with_the_documented_shape() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let registry = crate::registry::Registry::from_entries([crate::registry::SensorInfo {
+            id: "a".into(),
+            kind: Some(Kind::Pm25),
+            district: "d".into(),
+            interval_s: Some(60),
+            ..Default::default()
+        }]);
+        let shared = Shared::with_registry(Arc::new(registry));
+        shared.stats.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        shared.store.insert_batch([Arc::new(WindowResult {
+            kind: Kind::Pm25,
+            sensor_id: "a".into(),
+            window: "1m".into(),
+            start_ms: 0,
+            end_ms: 60_000,
+            area: Area { grid: "g".into(), street: "s".into(), district: "d".into() },
+            values: WindowValues::Level(LevelValues::single(1.5)),
+            coverage: Some(1.0),
+            domain: None,
+        })]);
+        shared.areas.insert_batch([crate::rollup::AreaResult {
+            kind: Kind::Pm25,
+            window: "1m".into(),
+            start_ms: 0,
+            end_ms: 60_000,
+            level: AreaLevel::District,
+            area: "d".into(),
+            district: "d".into(),
+            mean: Some(1.5),
+            max: Some(1.5),
+            sensors_reporting: 1,
+            sensors_silent: None,
+            availability: None,
+            fault_ratio: None,
+            utilisation: None,
+            piles_offline: None,
+            hotspots: None,
+        }]);
+        let paths = doc["paths"].as_object().unwrap();
+        let mut checked = 0;
+        for (path, operations) in paths {
+            let Some(get) = operations.get("get") else { continue };
+            let uri = path.replace("{id}", "a");
+            let uri = if uri == "/api/v1/alerts" { "/api/v1/alerts?status=all".to_owned() } else { uri };
+            let response = app(shared.clone(), None).oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+            let status = response.status().as_u16().to_string();
+            let documented = &get["responses"][&status];
+            assert!(documented.is_object(), "{path} answered {status}, which is not documented");
+            let (content_type, media) = documented["content"].as_object().and_then(|c| c.iter().next()).expect("documented content");
+            let actual_type = response.headers()[axum::http::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+            assert!(actual_type.starts_with(content_type.as_str()), "{path}: {actual_type} instead of {content_type}");
+            if content_type == "application/json" {
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+                let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                if path == "/api/v1/alerts" {
+                    assert!(value.is_array(), "{path}: {value}");
+                } else {
+                    conforms(&doc, &media["schema"], &value, path);
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 9, "{checked} routes checked");
+        let (status, body) = get_json(app(shared.clone(), None), "/api/v1/sensors/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"].is_string());
+    }
+
+    #[tokio::test]
+    async fn with_a_token_mutating_routes_need_it_and_reading_routes_do_not() {
+        let post = |token: Option<&str>| {
+            let mut request = Request::post("/api/v1/alerts/abc/ack").header("content-type", "application/json");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            // An empty "by" is refused by the handler itself: reaching it answers 400.
+            request.body(Body::from(r#"{"by": ""}"#)).unwrap()
+        };
+        let app = app(Shared::default(), Some(Secret::new("s3cret".into())));
+        for (token, status) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("wrong!"), StatusCode::UNAUTHORIZED),
+            (Some("s3cre"), StatusCode::UNAUTHORIZED),
+            (Some("s3cret"), StatusCode::BAD_REQUEST),
+        ] {
+            assert_eq!(app.clone().oneshot(post(token)).await.unwrap().status(), status, "token {token:?}");
+        }
+        assert_eq!(get_json(app.clone(), "/api/v1/alerts").await.0, StatusCode::OK, "reads need no token");
+        let open = super::app(Shared::default(), None);
+        assert_eq!(open.oneshot(post(None)).await.unwrap().status(), StatusCode::BAD_REQUEST, "no token configured: open");
     }
 
     #[tokio::test]
@@ -244,16 +451,16 @@ mod tests {
             })
         };
         shared.store.insert_batch([result("a", Kind::Pm25), result("b", Kind::Pm25), result("w", Kind::Water)]);
-        let (status, body) = get_json(app(shared.clone()), "/api/v1/series?kind=pm25&window=1m").await;
+        let (status, body) = get_json(app(shared.clone(), None), "/api/v1/series?kind=pm25&window=1m").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body.as_array().unwrap().len(), 2);
-        let (_, body) = get_json(app(shared.clone()), "/api/v1/series?kind=pm25&sensor_id=b").await;
+        let (_, body) = get_json(app(shared.clone(), None), "/api/v1/series?kind=pm25&sensor_id=b").await;
         assert_eq!(body[0]["sensor_id"], "b");
         assert_eq!(body[0]["mean"], 1.5);
         assert_eq!(body[0]["district"], "d");
         assert_eq!(body[0]["p95"], 1.5);
         assert_eq!(body[0]["coverage"], 0.5);
-        let (status, body) = get_json(app(shared), "/api/v1/series?kind=pm10").await;
+        let (status, body) = get_json(app(shared, None), "/api/v1/series?kind=pm10").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["error"].as_str().unwrap().contains("pm10"));
     }

@@ -26,11 +26,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();
         super::cancel_on_signal(shutdown.clone());
-        let shared = Shared::default();
+        let registry = Arc::new(registry);
+        let shared = Shared::with_registry(registry.clone());
         let listener = api::bind(settings.api.listen).await.with_context(|| format!("cannot listen on {}", settings.api.listen))?;
         tracing::info!(listen = %settings.api.listen, sensors = registry.len(), "HTTP API listening");
-        let server = tokio::spawn(api::serve(listener, shared.clone(), shutdown.clone()));
-        let result = pipeline::run(settings, Arc::new(registry), shared, shutdown.clone()).await;
+        let server = tokio::spawn(api::serve(listener, shared.clone(), settings.api.token.clone(), shutdown.clone()));
+        let result = pipeline::run(settings, registry, shared, shutdown.clone()).await;
         shutdown.cancel();
         let _ = server.await;
         result.map_err(anyhow::Error::from)

@@ -288,11 +288,16 @@ fn flush_interval() -> String {
 pub struct RawApi {
     /// HTTP listen address; loopback by default.
     pub listen: String,
+    /// Environment variable holding a bearer token that every mutating route (alert
+    /// acknowledgement) then requires. Unset or empty: no token.
+    pub token_env: Option<String>,
+    /// A file holding that token (wins over token_env).
+    pub token_file: Option<String>,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
-        RawApi { listen: "127.0.0.1:8080".into() }
+        RawApi { listen: "127.0.0.1:8080".into(), token_env: None, token_file: None }
     }
 }
 

@@ -88,6 +88,8 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub listen: SocketAddr,
+    /// Required as `Authorization: Bearer …` by mutating routes, when set.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -366,6 +368,21 @@ impl Settings {
             c.problem("api.listen", format!("{:?} is not an address like 127.0.0.1:8080: {err}", raw.api.listen));
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
+        let api_token = match (&raw.api.token_file, &raw.api.token_env) {
+            (Some(path), _) => match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_owned())),
+                Ok(_) => {
+                    c.problem("api.token_file", format!("{path} is empty"));
+                    None
+                }
+                Err(err) => {
+                    c.problem("api.token_file", format!("cannot read {path}: {err}"));
+                    None
+                }
+            },
+            (None, Some(var)) => read_env(var).filter(|t| !t.trim().is_empty()).map(|t| Secret(t.trim().to_owned())),
+            (None, None) => None,
+        };
         let d = &raw.domain;
         let hj633 = match d.hj633.as_str() {
             "auto" => Hj633Choice::ByDate,
@@ -481,7 +498,7 @@ impl Settings {
             registry_path: raw.registry.path.map(PathBuf::from),
             strict_registry: raw.registry.strict,
             influx,
-            api: ApiSettings { listen },
+            api: ApiSettings { listen, token: api_token },
             commit_interval_ms,
             shutdown_timeout_ms,
             checkpoint_interval_ms,

@@ -69,6 +69,7 @@ pub async fn run_alert_sink(
                 }
             }
             _ = drain.tick() => {
+                producer.resend_failed();
                 if let Some(writer) = influx.as_mut() {
                     writer.drain_spool().await;
                 }

@@ -79,6 +79,8 @@ pub struct Shared {
     pub areas: Arc<AreaStore>,
     pub alerts: Arc<AlertStore>,
     pub stats: Arc<PipelineStats>,
+    /// The sensor registry (`/api/v1/sensors/{id}`).
+    pub registry: Arc<Registry>,
     /// Acknowledgements from the API to the pipeline (which owns the alert engines).
     pub acks: mpsc::Sender<alerts::AckRequest>,
     ack_inbox: Arc<Mutex<Option<mpsc::Receiver<alerts::AckRequest>>>>,
@@ -92,9 +94,17 @@ impl Default for Shared {
             areas: Arc::default(),
             alerts: Arc::default(),
             stats: Arc::default(),
+            registry: Arc::new(Registry::empty()),
             acks,
             ack_inbox: Arc::new(Mutex::new(Some(inbox))),
         }
+    }
+}
+
+impl Shared {
+    /// Shared state for a pipeline over `registry`.
+    pub fn with_registry(registry: Arc<Registry>) -> Self {
+        Shared { registry, ..Shared::default() }
     }
 }
 
@@ -358,6 +368,10 @@ async fn run_sensor_stage(
                 }
                 shared.stats.tracked_sensors.store(processor.tracked_sensors() as u64, Ordering::Relaxed);
                 shared.stats.open_windows.store(processor.open_windows() as u64, Ordering::Relaxed);
+                let resent = deadletters.resend_failed() + aggregates.as_ref().map_or(0, AggregatesSink::resend_failed);
+                if resent > 0 {
+                    tracing::warn!(resent, "Records the broker did not take were sent again");
+                }
                 checkpoints.advance(&processor, &offsets, &source, &shared.stats);
                 if last_commit.elapsed() >= commit_every {
                     commit_safe_offsets(&source, &offsets, &shared.stats, CommitMode::Async);

@@ -24,6 +24,7 @@ type Hold = Option<(SourcePartition, i64)>;
 pub struct AggregateAcks {
     offsets: Arc<Mutex<OffsetTracker>>,
     failed: AtomicU64,
+    redelivery: super::Redelivery<Hold>,
 }
 
 impl ClientContext for AggregateAcks {}
@@ -35,8 +36,9 @@ impl ProducerContext for AggregateAcks {
         match (result, *held) {
             (Ok(_), Some((source, offset))) => self.offsets.lock().unwrap_or_else(|e| e.into_inner()).release(source, offset),
             (Ok(_), None) => {}
-            (Err((err, _)), _) => {
+            (Err((err, message)), held) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                self.redelivery.failed(message, held);
                 tracing::error!(error = %err, "Aggregate not delivered; its input offset stays held");
             }
         }
@@ -56,7 +58,8 @@ impl AggregatesSink {
         for (key, value) in extra.iter().filter(|(k, _)| k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")) {
             config.set(key, value);
         }
-        let producer: ThreadedProducer<AggregateAcks> = config.create_with_context(AggregateAcks { offsets, failed: AtomicU64::new(0) })?;
+        let producer: ThreadedProducer<AggregateAcks> =
+            config.create_with_context(AggregateAcks { offsets, failed: AtomicU64::new(0), redelivery: Default::default() })?;
         let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
         if partitions == 0 {
@@ -97,6 +100,11 @@ impl AggregatesSink {
             self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %err, "Aggregate could not be queued; its input offset stays held");
         }
+    }
+
+    /// Sends the windows and markers whose delivery failed again.
+    pub fn resend_failed(&self) -> usize {
+        self.producer.context().redelivery.resend(&self.producer)
     }
 
     pub fn flush(&self, timeout: Duration) {

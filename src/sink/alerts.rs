@@ -25,6 +25,7 @@ pub struct Release(pub Box<dyn FnOnce() + Send + Sync>);
 
 pub struct ReleaseOnDelivery {
     pub failed: AtomicU64,
+    redelivery: super::Redelivery<Option<Release>>,
 }
 
 impl ClientContext for ReleaseOnDelivery {}
@@ -39,9 +40,10 @@ impl ProducerContext for ReleaseOnDelivery {
                     (release.0)();
                 }
             }
-            Err((err, _)) => {
+            Err((err, message)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %err, "Alert event or state not delivered; its input offset stays held");
+                self.redelivery.failed(message, *release);
+                tracing::error!(error = %err, "Alert event or state not delivered; will be sent again");
             }
         }
     }
@@ -83,11 +85,16 @@ impl AlertProducer {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "5")
-            .create_with_context(ReleaseOnDelivery { failed: AtomicU64::new(0) })?;
+            .create_with_context(ReleaseOnDelivery { failed: AtomicU64::new(0), redelivery: Default::default() })?;
         Ok(AlertProducer { producer, topic: topic.to_owned(), changelog: changelog.to_owned(), protobuf })
     }
 
     /// Sends the event and the state; each delivery runs one of the two releases.
+    /// Sends the events and states whose delivery failed again.
+    pub fn resend_failed(&self) -> usize {
+        self.producer.context().redelivery.resend(&self.producer)
+    }
+
     pub fn send(&self, event: &AlertEvent, state: &AlertState, releases: [Option<Release>; 2]) {
         let [first, second] = releases;
         let event_json =

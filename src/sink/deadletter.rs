@@ -30,6 +30,7 @@ type Hold = Option<(SourcePartition, i64)>;
 pub struct DeliveryAcks {
     offsets: Arc<Mutex<OffsetTracker>>,
     pub failed: AtomicU64,
+    redelivery: super::Redelivery<Hold>,
 }
 
 impl ClientContext for DeliveryAcks {}
@@ -46,10 +47,10 @@ impl ProducerContext for DeliveryAcks {
         };
         match result {
             Ok(_) => self.offsets.lock().unwrap_or_else(|e| e.into_inner()).release(held.0, held.1),
-            Err((err, _)) => {
-                // The hold stays: the commit cannot pass this record, so a restart replays
-                // and dead-letters it again. Nothing is lost; the operator must look.
+            Err((err, message)) => {
+                // The hold stays until the resend (`resend_failed`) is delivered.
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                self.redelivery.failed(message, Some(held));
                 tracing::error!(error = %err, partition = held.0.partition, offset = held.1, "Dead letter not delivered; offset held");
             }
         }
@@ -69,7 +70,7 @@ impl DeadLetterSink {
         {
             config.set(key, value);
         }
-        let producer = config.create_with_context(DeliveryAcks { offsets, failed: AtomicU64::new(0) })?;
+        let producer = config.create_with_context(DeliveryAcks { offsets, failed: AtomicU64::new(0), redelivery: Default::default() })?;
         Ok(DeadLetterSink { producer, topic: topic.to_owned() })
     }
 
@@ -114,6 +115,11 @@ impl DeadLetterSink {
         if let Err(err) = super::send_waiting(&self.producer, record) {
             tracing::error!(error = %err, line, "Refused InfluxDB point could not be dead-lettered");
         }
+    }
+
+    /// Sends the dead letters whose delivery failed again.
+    pub fn resend_failed(&self) -> usize {
+        self.producer.context().redelivery.resend(&self.producer)
     }
 
     pub fn failed(&self) -> u64 {

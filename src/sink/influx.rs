@@ -22,6 +22,9 @@ use crate::config::InfluxSettings;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest pause between attempts to drain the spool: InfluxDB being back should
+/// show within seconds.
+const DRAIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Spooled batches delivered per `drain_spool` call at most (the caller's loop stays live).
 const DRAIN_PER_CALL: usize = 16;
 
@@ -216,7 +219,7 @@ impl InfluxWriter {
                 Ok(None) => return,
                 Err(err) => {
                     tracing::error!(error = %err, "Cannot read the spool");
-                    self.next_drain = tokio::time::Instant::now() + BACKOFF_MAX;
+                    self.next_drain = tokio::time::Instant::now() + DRAIN_BACKOFF_MAX;
                     return;
                 }
             };
@@ -232,7 +235,7 @@ impl InfluxWriter {
                 Written::Retry(err) => {
                     tracing::debug!(error = %err, "Spool not drained yet; InfluxDB still failing");
                     self.next_drain = tokio::time::Instant::now() + self.drain_backoff;
-                    self.drain_backoff = (self.drain_backoff * 2).min(BACKOFF_MAX);
+                    self.drain_backoff = (self.drain_backoff * 2).min(DRAIN_BACKOFF_MAX);
                     return;
                 }
             }

@@ -200,15 +200,3 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ve
         })
         .collect()
 }
-
-/// (committed, end) offsets of `group` summed over `topic`'s partitions. The pipeline
-/// commits an offset only once every effect of the records before it is acknowledged, so
-/// committed = end means the run is complete.
-pub fn commit_progress(brokers: &str, group: &str, topic: &str, partitions: i32) -> (i64, i64) {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
-    let committed = committed(brokers, group, topic, partitions);
-    (0..partitions).fold((0, 0), |(done, total), p| {
-        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
-        (done + committed[p as usize].unwrap_or(0).min(high), total + high)
-    })
-}
