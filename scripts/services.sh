@@ -38,7 +38,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 install_packages() {
     local missing=()
-    for pkg in build-essential pkg-config zlib1g-dev victoria-metrics prometheus-alertmanager curl; do
+    # chromium + chromium-driver: the dashboard test drives the page in a real browser.
+    for pkg in build-essential pkg-config zlib1g-dev victoria-metrics prometheus-alertmanager curl chromium chromium-driver; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
@@ -111,6 +112,7 @@ export CITYSENSE_TEST_ALERTMANAGER="http://127.0.0.1:$AM_PORT"
 export CITYSENSE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
 # Fault tests start (and stop) their own instances of these.
 export CITYSENSE_TEST_TANSU_BIN="$TANSU"
+export CITYSENSE_TEST_CHROMEDRIVER="$(command -v chromedriver || echo /usr/bin/chromedriver)"
 export CITYSENSE_TEST_VICTORIA_BIN="$VICTORIA"
 export CITYSENSE_TEST_INFLUX="http://127.0.0.1:$VM_PORT"
 

@@ -377,7 +377,8 @@ commit_interval = "200ms"
         for p in 0..PARTITIONS {
             let end = clock_offsets[&(kind, p)] + 1;
             assert_eq!(committed[p as usize], Some(end), "{kind} partition {p}");
-            let checkpoint = citysense::pipeline::checkpoint::decode(&checkpoints, &topics[&kind], p).unwrap().expect("a checkpoint");
+            let stream = format!("{group}/{}", topics[&kind]);
+            let checkpoint = citysense::pipeline::checkpoint::decode(&checkpoints, &stream, p).unwrap().expect("a checkpoint");
             assert_eq!(checkpoint.position, end, "{kind} partition {p}: the checkpoint covers the commit");
         }
     }

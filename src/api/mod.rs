@@ -1,6 +1,7 @@
 //! The HTTP API (axum): `/healthz`, `/readyz`, `/metrics`, `/api/v1/series`, `/api/v1/areas`, `/api/v1/alerts`
 //! (+ `/stream` server-sent events, + `/{fingerprint}/ack`), `/api/v1/sensors/{id}`, and
-//! `/api/v1/openapi.json` describing all of them (`openapi.json` next to this file; a test
+//! `/api/v1/openapi.json` describing all of them, and the operations page at `/`
+//! (`dashboard.html`) (`openapi.json` next to this file; a test
 //! checks every documented route answers with the documented shape). `app(state)` builds the router,
 //! so tests call it without a socket; `serve` binds it with a shutdown future passed in.
 
@@ -33,6 +34,7 @@ pub fn app(shared: Shared, token: Option<Secret>) -> Router {
         .route("/api/v1/alerts/{fingerprint}/ack", axum::routing::post(acknowledge))
         .route_layer(axum::middleware::from_fn(move |request, next| require_token(token.clone(), request, next)));
     Router::new()
+        .route("/", get(dashboard))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
@@ -170,6 +172,14 @@ async fn areas(State(shared): State<Arc<Shared>>, params: Result<Query<AreaParam
     };
     let results = shared.areas.query(kind, params.window.as_deref(), level);
     Json(results.iter().map(|r| r.as_ref()).collect::<Vec<_>>()).into_response()
+}
+
+/// The operations page: one self-contained HTML file (styles and script inline, no
+/// network), drawing from the API below and alert events over SSE.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+async fn dashboard() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], DASHBOARD).into_response()
 }
 
 /// The OpenAPI 3.1 document of this API.

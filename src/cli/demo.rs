@@ -85,7 +85,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let shared = Shared::with_registry(registry.clone());
     let listener = api::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "API: http://{0}/healthz  http://{0}/api/v1/series?kind=pm25&window=1m  http://{0}/api/v1/areas?kind=pm25&level=district  http://{0}/api/v1/alerts",
+        "Operations page: http://{0}/   API: http://{0}/api/v1/openapi.json  http://{0}/api/v1/series?kind=pm25&window=1m  http://{0}/api/v1/alerts",
         args.listen
     );
     let server = tokio::spawn(api::serve(listener, shared.clone(), settings.api.token.clone(), shutdown.clone()));

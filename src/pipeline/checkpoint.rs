@@ -1,7 +1,8 @@
 //! How a `PartitionCheckpoint` travels on the compacted checkpoint changelog, and back.
 //!
 //! One input partition's state is split into chunks (brokers cap message size) keyed
-//! `"{topic}/{partition}#{i}"`, followed by a header keyed `"{topic}/{partition}"` that names
+//! `"{stream}/{partition}#{i}"`, followed by a header keyed `"{stream}/{partition}"` (the
+//! stream is the consumer group and the input topic, `group/topic`) that names
 //! the position, the window layout, how many chunks there are, a generation shared by the
 //! chunks and a CRC-32 of the whole state. The header is written only after every chunk
 //! is acknowledged, so the latest header always describes chunks that are there; a

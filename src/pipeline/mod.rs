@@ -533,6 +533,7 @@ struct Checkpoints {
     writer: CheckpointWriter,
     brokers: String,
     topic: String,
+    group: String,
     every: Duration,
     last: tokio::time::Instant,
     /// Snapshots waiting until every effect of the records before them is acknowledged.
@@ -547,11 +548,18 @@ impl Checkpoints {
             writer: CheckpointWriter::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.checkpoint_topic)?,
             brokers: settings.kafka.brokers.clone(),
             topic: settings.checkpoint_topic.clone(),
+            group: settings.kafka.group_id.clone(),
             every: Duration::from_millis(settings.checkpoint_interval_ms as u64),
             last: tokio::time::Instant::now(),
             pending: std::collections::HashMap::new(),
             first_offsets: std::collections::HashMap::new(),
         })
+    }
+
+    /// What a partition's checkpoints are keyed by: the consumer group and the input topic
+    /// (one checkpoint topic may serve several deployments).
+    fn stream(&self, source: &KafkaSource, partition: SourcePartition) -> String {
+        format!("{}/{}", self.group, source.topic_name(partition))
     }
 
     /// Drops what is pending for a revoked partition.
@@ -586,8 +594,10 @@ impl Checkpoints {
                     let stale: Vec<String> = partitions
                         .iter()
                         .filter_map(|p| {
-                            let at =
-                                checkpoint::decode(&latest, source.topic_name(*p), p.partition).ok().flatten().map_or(0, |cp| cp.position);
+                            let at = checkpoint::decode(&latest, &self.stream(source, *p), p.partition)
+                                .ok()
+                                .flatten()
+                                .map_or(0, |cp| cp.position);
                             committed
                                 .get(p)
                                 .filter(|c| **c > at)
@@ -621,7 +631,7 @@ impl Checkpoints {
             if let Some(offset) = committed.get(&partition) {
                 self.first_offsets.insert(partition, *offset);
             }
-            let restored = match checkpoint::decode(&latest, topic, partition.partition) {
+            let restored = match checkpoint::decode(&latest, &self.stream(source, partition), partition.partition) {
                 Ok(Some(cp)) if committed.get(&partition).is_some_and(|c| *c > cp.position) => None,
                 Ok(Some(cp)) => match processor.restore_partition(partition, &cp, now) {
                     Ok(()) => Some(cp),
@@ -684,8 +694,7 @@ impl Checkpoints {
         for partition in ready {
             let Some(cp) = self.pending.remove(&partition) else { continue };
             offsets.lock().unwrap_or_else(|e| e.into_inner()).checkpoint_started(partition, cp.position);
-            let (writer, offsets, stats, topic) =
-                (self.writer.clone(), offsets.clone(), stats.clone(), source.topic_name(partition).to_owned());
+            let (writer, offsets, stats, topic) = (self.writer.clone(), offsets.clone(), stats.clone(), self.stream(source, partition));
             tokio::spawn(async move {
                 let written = writer.write(&topic, partition.partition, &cp).await;
                 record_checkpoint(&offsets, &stats, partition, cp.position, written);
@@ -709,8 +718,8 @@ impl Checkpoints {
             if !offsets.lock().unwrap_or_else(|e| e.into_inner()).checkpoint_publishable(partition, cp.position) {
                 continue;
             }
-            let (writer, topic) = (&self.writer, source.topic_name(partition));
-            writes.push(async move { (partition, cp.position, writer.write(topic, partition.partition, &cp).await) });
+            let (writer, stream) = (&self.writer, self.stream(source, partition));
+            writes.push(async move { (partition, cp.position, writer.write(&stream, partition.partition, &cp).await) });
         }
         match tokio::time::timeout_at(deadline, futures::future::join_all(writes)).await {
             Ok(results) => {
