@@ -3,6 +3,7 @@
 
 mod check_config;
 mod demo;
+mod progress;
 mod replay;
 mod run;
 mod simulate;

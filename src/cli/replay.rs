@@ -39,10 +39,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let topics: Vec<String> = args.topics.split(',').map(|t| t.trim().to_owned()).collect();
     let Ok(topics) = <[String; 4]>::try_from(topics) else { bail!("--topics needs four names: pm25,dust,water,charging") };
     let file = std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+    let size = file.metadata().map(|m| m.len()).ok();
+    let progress = super::progress::Progress::bytes(size);
+    let (started, mut last_report, mut read) = (std::time::Instant::now(), std::time::Instant::now(), 0u64);
     let publisher = RecordPublisher::new(&args.brokers, topics)?;
     let (mut sent, mut skipped) = (0u64, 0u64);
     for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: line {}", args.file.display(), number + 1))?;
+        read += line.len() as u64 + 1;
+        progress.set(read, &mut last_report, started);
         if line.trim().is_empty() {
             continue;
         }
@@ -60,6 +65,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         publisher.send_raw(record)?;
         sent += 1;
     }
+    progress.finish();
     publisher.flush(Duration::from_secs(60))?;
     eprintln!("replayed {sent} lines ({skipped} skipped); delivered {}, failed {}", publisher.delivered(), publisher.failed());
     if publisher.failed() > 0 {

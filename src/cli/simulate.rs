@@ -74,6 +74,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         FaultsArg::Realistic => FaultRates::REALISTIC,
     };
     let publisher = RecordPublisher::new(&args.brokers, topics)?;
+    let progress = super::progress::Progress::new(args.count, "readings");
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut batch = Vec::new();
@@ -91,7 +92,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 publisher.send(record, None)?;
                 sent += 1;
             }
-            report(&mut last_report, sent, Some(count), started);
+            progress.set(sent, &mut last_report, started);
         }
     } else {
         let interval_ms = ((sensors as f64 / args.rate) * 1000.0).max(1.0) as i64;
@@ -110,10 +111,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 publisher.send(record, None)?;
                 sent += 1;
             }
-            report(&mut last_report, sent, args.count, started);
+            progress.set(sent, &mut last_report, started);
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    progress.finish();
     publisher.flush(Duration::from_secs(60))?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -126,18 +128,6 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         bail!("{} readings were not delivered", publisher.failed());
     }
     Ok(())
-}
-
-fn report(last: &mut Instant, sent: u64, total: Option<u64>, started: Instant) {
-    if last.elapsed() < Duration::from_secs(5) {
-        return;
-    }
-    *last = Instant::now();
-    let rate = sent as f64 / started.elapsed().as_secs_f64();
-    match total {
-        Some(total) => eprintln!("{sent}/{total} readings, {rate:.0}/s, ETA {:.0} s", (total - sent.min(total)) as f64 / rate.max(1.0)),
-        None => eprintln!("{sent} readings, {rate:.0}/s"),
-    }
 }
 
 /// Sets `flag` on Ctrl-C (this subcommand runs without an async runtime).

@@ -111,7 +111,11 @@ pub async fn run(
     let give_up = CancellationToken::new();
     let sink = tokio::spawn(run_sink(
         results_rx,
-        settings.influx.as_ref().map(|i| InfluxWriter::new(i, "areas")).transpose()?,
+        settings
+            .influx
+            .as_ref()
+            .map(|i| InfluxWriter::new(i, "areas").map(|w| w.with_spool_gauge(shared.stats.spool_bytes[1].clone())))
+            .transpose()?,
         |batch: &AreaBatch, out| batch.results.iter().for_each(|r| encode_area(r, out)),
         settings.influx.as_ref().map_or(64, |i| (i.batch_size / 16).max(1)),
         Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),

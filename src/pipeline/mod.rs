@@ -137,7 +137,11 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
                 .alertmanager_url
                 .clone()
                 .map(|url| alerts::Alertmanager { url, resend: Duration::from_millis(a.resend_interval_ms as u64) });
-            let influx = settings.influx.as_ref().map(|i| InfluxWriter::new(i, "alerts")).transpose()?;
+            let influx = settings
+                .influx
+                .as_ref()
+                .map(|i| InfluxWriter::new(i, "alerts").map(|w| w.with_spool_gauge(shared.stats.spool_bytes[2].clone())))
+                .transpose()?;
             let task = tokio::spawn(alerts::run_alert_sink(rx, producer, influx, manager, shared.alerts.clone(), CancellationToken::new()));
             (Some(tx), Some(task), restored)
         }
@@ -267,7 +271,10 @@ async fn run_sensor_stage(
     let influx = match &settings.influx {
         Some(i) => {
             let deadletters = deadletters.clone();
-            Some(InfluxWriter::new(i, "windows")?.on_rejected(Box::new(move |line, reason| deadletters.send_sink_rejection(line, reason))))
+            let writer = InfluxWriter::new(i, "windows")?
+                .with_spool_gauge(shared.stats.spool_bytes[0].clone())
+                .with_latency(shared.stats.sink_write_seconds.clone(), shared.stats.sink_retries.clone());
+            Some(writer.on_rejected(Box::new(move |line, reason| deadletters.send_sink_rejection(line, reason))))
         }
         None => None,
     };
@@ -367,6 +374,7 @@ async fn run_sensor_stage(
                     send_alerts(processor.take_alerts(), events, &offsets).await;
                 }
                 shared.stats.tracked_sensors.store(processor.tracked_sensors() as u64, Ordering::Relaxed);
+                *shared.stats.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()) = source.lag();
                 shared.stats.open_windows.store(processor.open_windows() as u64, Ordering::Relaxed);
                 let resent = deadletters.resend_failed() + aggregates.as_ref().map_or(0, AggregatesSink::resend_failed);
                 if resent > 0 {

@@ -9,6 +9,38 @@ use std::sync::Mutex;
 use crate::decode::{Reason, Rejection};
 use crate::model::Kind;
 
+/// A Prometheus-style cumulative histogram of durations (seconds), lock-free.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Counts per bucket of `LATENCY_BUCKETS` (non-cumulative; the last is +Inf).
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Upper bounds of the sink write latency buckets, seconds.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+impl LatencyHistogram {
+    pub fn observe(&self, seconds: f64) {
+        let i = LATENCY_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (upper bound, cumulative count) per bucket, then the sum in seconds and the count.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, f64, u64) {
+        let mut cumulative = 0;
+        let mut out = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        for (i, bound) in LATENCY_BUCKETS.iter().chain([f64::INFINITY].iter()).enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            out.push((*bound, cumulative));
+        }
+        (out, self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6, self.count.load(Ordering::Relaxed))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct PipelineStats {
     records_in: [AtomicU64; 4],
@@ -24,6 +56,13 @@ pub struct PipelineStats {
     pub checkpoints_written: AtomicU64,
     pub checkpoint_bytes: AtomicU64,
     pub checkpoints_restored: AtomicU64,
+    /// Bytes waiting in the on-disk spool, per stream (windows, areas, alerts).
+    pub spool_bytes: [std::sync::Arc<AtomicU64>; 3],
+    /// InfluxDB write latency (successful and failed attempts) and retried attempts.
+    pub sink_write_seconds: std::sync::Arc<LatencyHistogram>,
+    pub sink_retries: std::sync::Arc<AtomicU64>,
+    /// Consumer lag per (input topic, partition), refreshed by the consumer loop.
+    pub consumer_lag: Mutex<Vec<((String, i32), i64)>>,
     pub tracked_sensors: AtomicU64,
     pub open_windows: AtomicU64,
     /// Wall-clock ms of the last successful sink write (0: none yet).

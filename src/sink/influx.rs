@@ -41,6 +41,10 @@ pub struct InfluxWriter {
     drain_backoff: Duration,
     next_drain: tokio::time::Instant,
     on_rejected: Option<RejectedLine>,
+    /// Mirrors the spool's size (for `/metrics`).
+    spool_gauge: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// Write latency and retried attempts (for `/metrics`).
+    latency: Option<(std::sync::Arc<crate::pipeline::stats::LatencyHistogram>, std::sync::Arc<std::sync::atomic::AtomicU64>)>,
 }
 
 /// What one write attempt came to.
@@ -80,6 +84,8 @@ impl InfluxWriter {
             drain_backoff: BACKOFF_START,
             next_drain: tokio::time::Instant::now(),
             on_rejected: None,
+            spool_gauge: None,
+            latency: None,
         })
     }
 
@@ -87,6 +93,29 @@ impl InfluxWriter {
     pub fn on_rejected(mut self, handler: RejectedLine) -> Self {
         self.on_rejected = Some(handler);
         self
+    }
+
+    /// Keeps `gauge` equal to the bytes waiting in the spool.
+    pub fn with_spool_gauge(mut self, gauge: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        gauge.store(self.spooled().0, std::sync::atomic::Ordering::Relaxed);
+        self.spool_gauge = Some(gauge);
+        self
+    }
+
+    /// Records every write's latency in `histogram` and counts retried attempts in `retries`.
+    pub fn with_latency(
+        mut self,
+        histogram: std::sync::Arc<crate::pipeline::stats::LatencyHistogram>,
+        retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        self.latency = Some((histogram, retries));
+        self
+    }
+
+    fn update_gauge(&self) {
+        if let Some(gauge) = &self.spool_gauge {
+            gauge.store(self.spooled().0, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Appends one point; `encode` writes its line (with the newline).
@@ -105,7 +134,12 @@ impl InfluxWriter {
     }
 
     async fn write(&self, body: String) -> Written {
-        match self.client.write_line_protocol_with_precision(&self.org, &self.bucket, body, TimestampPrecision::Milliseconds).await {
+        let started = std::time::Instant::now();
+        let result = self.client.write_line_protocol_with_precision(&self.org, &self.bucket, body, TimestampPrecision::Milliseconds).await;
+        if let Some((histogram, _)) = &self.latency {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
+        match result {
             Ok(()) => Written::Ok,
             Err(RequestError::Http { status, text }) if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 => {
                 Written::Refused(format!("{status}: {text}"))
@@ -147,6 +181,9 @@ impl InfluxWriter {
                         tracing::warn!(error = %err, lines = self.lines, "InfluxDB write failed; batch spooled to disk");
                         return true;
                     }
+                    if let Some((_, retries)) = &self.latency {
+                        retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
                     let wait = backoff + Duration::from_millis(jitter);
                     tracing::warn!(error = %err, attempt, lines = self.lines, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
@@ -171,6 +208,7 @@ impl InfluxWriter {
         match spool.append(self.body.as_bytes()) {
             Ok(()) => {
                 self.clear();
+                self.update_gauge();
                 true
             }
             Err(err) => {
@@ -249,6 +287,7 @@ impl InfluxWriter {
                     tracing::info!("Spool drained; InfluxDB is receiving live data again");
                 }
             }
+            self.update_gauge();
         }
     }
 }

@@ -18,9 +18,24 @@ use crate::pipeline::core::SourcePartition;
 pub struct RebalanceLog {
     revoked: Mutex<Vec<(String, i32)>>,
     assigned: Mutex<Vec<(String, i32)>>,
+    /// Consumer lag per (topic, partition), from librdkafka's statistics.
+    lag: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
 }
 
-impl ClientContext for RebalanceLog {}
+impl ClientContext for RebalanceLog {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        lag.clear();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1: not consumed here (or not known yet); the internal "-1" partition too.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), *partition), p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceLog {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -60,7 +75,8 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
     for (key, value) in &settings.properties {
         config.set(key, value);
     }
@@ -91,6 +107,11 @@ impl KafkaSource {
 
     pub fn topic_name(&self, source: SourcePartition) -> &str {
         self.names.get(&source.kind).map_or("", String::as_str)
+    }
+
+    /// Consumer lag per (topic, partition) as of librdkafka's last statistics.
+    pub fn lag(&self) -> Vec<((String, i32), i64)> {
+        self.consumer.context().lag.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Partitions revoked since the last call.
