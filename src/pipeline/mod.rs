@@ -682,16 +682,19 @@ impl Checkpoints {
     fn advance(&mut self, processor: &Processor, offsets: &Arc<Mutex<OffsetTracker>>, source: &KafkaSource, stats: &Arc<PipelineStats>) {
         if self.last.elapsed() >= self.every {
             self.last = tokio::time::Instant::now();
-            let o = offsets.lock().unwrap_or_else(|e| e.into_inner());
-            for (partition, _) in processor.watermarks() {
-                if self.pending.contains_key(&partition) {
-                    continue;
-                }
-                let position = processor.position(partition);
-                if position.is_some_and(|p| o.wants_checkpoint(partition, p)) {
-                    if let Some(cp) = processor.checkpoint(partition) {
-                        self.pending.insert(partition, cp);
-                    }
+            let due: Vec<SourcePartition> = {
+                let o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                processor
+                    .watermarks()
+                    .into_iter()
+                    .map(|(partition, _)| partition)
+                    .filter(|p| !self.pending.contains_key(p) && processor.position(*p).is_some_and(|pos| o.wants_checkpoint(*p, pos)))
+                    .collect()
+            };
+            // Serialise outside the tracker's lock (delivery callbacks take it).
+            for partition in due {
+                if let Some(cp) = processor.checkpoint(partition) {
+                    self.pending.insert(partition, cp);
                 }
             }
         }
