@@ -52,7 +52,8 @@ group_id = "bench-areas-{pid}"
 "#,
         pid = std::process::id()
     );
-    let settings = citysense::config::parse(&text, "bench", Vec::new()).expect("valid config");
+    // CITYSENSE_SECTION__FIELD overrides apply, as for `citysense run` (e.g. to compare checkpoint intervals).
+    let settings = citysense::config::parse(&text, "bench", std::env::vars()).expect("valid config");
     let shared = Shared::default();
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline::run(settings, Arc::new(Registry::empty()), shared.clone(), shutdown.clone()));
