@@ -150,6 +150,13 @@ checkpoint_interval = "1s"
         )
     }
 
+    /// Removes the run's config, spool and log (only reached when the test passed).
+    fn clean_up(&self) {
+        std::fs::remove_file(&self.config).ok();
+        std::fs::remove_file(self.config.with_extension("log")).ok();
+        std::fs::remove_dir_all(&self.spool).ok();
+    }
+
     /// The log of every start of this run, appended (kept when the test fails).
     fn log(&self) -> std::fs::File {
         std::fs::OpenOptions::new().create(true).append(true).open(self.config.with_extension("log")).expect("log file")
@@ -317,7 +324,7 @@ async fn sigterm_stops_consuming_flushes_commits_and_exits_zero_within_the_timeo
         .flat_map(|kind| common::committed(&brokers, &format!("{}-group", run.id), &format!("{}.{kind}", run.id), PARTITIONS))
         .collect();
     assert!(committed.iter().any(Option::is_some), "no offset committed: {committed:?}");
-    std::fs::remove_file(&run.config).ok();
+    run.clean_up();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,8 +424,7 @@ async fn sigterm_sigkill_and_an_influxdb_outage_lose_and_change_nothing() {
     assert_same(&after_outage, &reference.points(&influx).await, "InfluxDB down for 30 s");
 
     for run in [reference, termed, killed, outage] {
-        std::fs::remove_file(&run.config).ok();
-        std::fs::remove_dir_all(&run.spool).ok();
+        run.clean_up();
     }
 }
 
@@ -454,8 +460,7 @@ async fn a_broker_restart_mid_run_loses_and_changes_nothing() {
     assert_same(&after_restart, &reference.points(&influx).await, "broker restarted mid-run");
 
     for run in [reference, restarted] {
-        std::fs::remove_file(&run.config).ok();
-        std::fs::remove_dir_all(&run.spool).ok();
+        run.clean_up();
     }
 }
 
