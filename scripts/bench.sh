@@ -8,7 +8,9 @@
 #       VictoriaMetrics (examples/pipeline_bench.rs),
 # and prints min/median/max of each and the ratio (b)/(a). Results go to
 # target/bench/results.md; copy them into BENCHMARKS.md.
-#   BENCH_RECORDS (default 2000000)  BENCH_RUNS (3)  BENCH_SENSORS (10000)
+#   BENCH_RECORDS (default 2000000)  BENCH_RUNS (3)  BENCH_SENSORS (10000)  BENCH_FORMATS ("json protobuf")
+#   CITYSENSE_SECTION__FIELD overrides reach the pipeline (e.g. CITYSENSE_PIPELINE__CHECKPOINT_INTERVAL=1h).
+#   BENCH_PERF=1 records a perf profile of each citysense run under target/bench/.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
@@ -28,7 +30,7 @@ BIN="$ROOT/target/release"
 
 create_topic() { "$TANSU" topic create "$1" --partitions "$2" --broker "tcp://$CITYSENSE_TEST_KAFKA" >/dev/null; }
 
-for format in json protobuf; do
+for format in ${BENCH_FORMATS:-json protobuf}; do
     for run in $(seq 1 "$RUNS"); do
         prefix="bench-$format-$run"
         for kind in pm25 dust water charging aggregates; do create_topic "$prefix.$kind" 4; done
@@ -40,7 +42,10 @@ for format in json protobuf; do
             --rate 0 --count "$RECORDS" --format "$format" --interval 60s 2>>"$OUT/simulate.log"
         raw="$("$BIN/examples/raw_consume" "$CITYSENSE_TEST_KAFKA" "$topics" "$RECORDS")"
         log "[$format $run/$RUNS] raw consumer: $raw"
-        e2e="$("$BIN/examples/pipeline_bench" "$CITYSENSE_TEST_KAFKA" "$prefix" "$RECORDS" "$CITYSENSE_TEST_INFLUX" 2>>"$OUT/pipeline.log")"
+        # BENCH_PERF=1: profile citysense's run with perf (report: perf report -i target/bench/perf-*.data).
+        profile=()
+        [ "${BENCH_PERF:-0}" = 1 ] && profile=(perf record -F 499 -g -o "$OUT/perf-$format-$run.data" --)
+        e2e="$("${profile[@]}" "$BIN/examples/pipeline_bench" "$CITYSENSE_TEST_KAFKA" "$prefix" "$RECORDS" "$CITYSENSE_TEST_INFLUX" 2>>"$OUT/pipeline.log")"
         log "[$format $run/$RUNS] citysense: $e2e"
         printf '{"format":"%s","run":%s,"raw":%s,"citysense":%s}\n' "$format" "$run" "$raw" "$e2e" >>"$RESULTS"
     done
@@ -54,6 +59,8 @@ print("| format | raw consume (rec/s) min / median / max | citysense end to end 
 print("|---|---|---|---|")
 for fmt in ("json", "protobuf"):
     rs = [r for r in rows if r["format"] == fmt]
+    if not rs:  # BENCH_FORMATS left this format out
+        continue
     raw = sorted(r["raw"]["per_second"] for r in rs)
     e2e = sorted(r["citysense"]["per_second"] for r in rs)
     ratio = statistics.median(r["citysense"]["per_second"] / r["raw"]["per_second"] for r in rs)
