@@ -595,7 +595,10 @@ impl Checkpoints {
         let (latest, committed) = loop {
             attempts += 1;
             let (brokers, topic) = (self.brokers.clone(), self.topic.clone());
-            let read = tokio::task::spawn_blocking(move || crate::source::changelog::read_latest(&brokers, &topic)).await;
+            let read = tokio::task::spawn_blocking(move || {
+                crate::source::changelog::read_latest_within(&brokers, &topic, crate::source::changelog::QUIET_CHECKED)
+            })
+            .await;
             let committed = tokio::task::block_in_place(|| source.committed(partitions));
             match (read, committed) {
                 (Ok(Ok(latest)), Ok(committed)) => {

@@ -9,12 +9,21 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-/// Stop when every partition reached its end and nothing arrived for this long.
+/// Stop when every partition reached its end and nothing arrived for this long (a broker's
+/// high watermark can lag what it already serves).
 const QUIET: Duration = Duration::from_millis(700);
+/// The quiet period when the caller checks the result itself (checkpoints: any checkpoint
+/// at or past the commit is a valid one, and an older one is detected and read again).
+pub const QUIET_CHECKED: Duration = Duration::from_millis(100);
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// The last value of every key in `topic`.
 pub fn read_latest(brokers: &str, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, KafkaError> {
+    read_latest_within(brokers, topic, QUIET)
+}
+
+/// `read_latest` with another quiet period.
+pub fn read_latest_within(brokers: &str, topic: &str, quiet: Duration) -> Result<HashMap<Vec<u8>, Vec<u8>>, KafkaError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "citysense-changelog-reader")
@@ -49,7 +58,7 @@ pub fn read_latest(brokers: &str, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8
             Some(Err(err)) => return Err(err),
             None => {
                 let at_end = ends.iter().all(|(p, high)| positions.get(p).copied().unwrap_or(0) >= *high);
-                if at_end && last_message.elapsed() >= QUIET {
+                if at_end && last_message.elapsed() >= quiet {
                     break;
                 }
             }
