@@ -11,7 +11,7 @@ pub mod settings;
 use std::fmt;
 use std::path::Path;
 
-pub use settings::{ApiSettings, InfluxSettings, KafkaSettings, Secret, Settings, TopicInput};
+pub use settings::{ApiSettings, InfluxSettings, KafkaSettings, Secret, Settings, SpoolSettings, TopicInput};
 
 /// One thing wrong with a config: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

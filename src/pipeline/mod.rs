@@ -588,11 +588,15 @@ impl Checkpoints {
         shutdown: &CancellationToken,
     ) -> bool {
         let started = std::time::Instant::now();
+        let mut partitions = partitions.to_vec();
+        partitions.sort();
+        partitions.dedup();
+        let partitions = partitions.as_slice();
         // A commit is only made with a checkpoint at or past it, so a checkpoint older than
         // the commit means the read ended before the newest records (a broker whose high
         // watermark lags): read again rather than restore stale state.
         let mut attempts = 0;
-        let (latest, committed) = loop {
+        let (mut found, committed) = loop {
             attempts += 1;
             let (brokers, topic) = (self.brokers.clone(), self.topic.clone());
             let read = tokio::task::spawn_blocking(move || {
@@ -602,13 +606,12 @@ impl Checkpoints {
             let committed = tokio::task::block_in_place(|| source.committed(partitions));
             match (read, committed) {
                 (Ok(Ok(latest)), Ok(committed)) => {
+                    let found: std::collections::HashMap<SourcePartition, _> =
+                        partitions.iter().map(|p| (*p, checkpoint::decode(&latest, &self.stream(source, *p), p.partition))).collect();
                     let stale: Vec<String> = partitions
                         .iter()
                         .filter_map(|p| {
-                            let at = checkpoint::decode(&latest, &self.stream(source, *p), p.partition)
-                                .ok()
-                                .flatten()
-                                .map_or(0, |cp| cp.position);
+                            let at = found.get(p).and_then(|f| f.as_ref().ok()).and_then(Option::as_ref).map_or(0, |cp| cp.position);
                             committed
                                 .get(p)
                                 .filter(|c| **c > at)
@@ -622,7 +625,7 @@ impl Checkpoints {
                                 "No checkpoint covers the committed offset; those partitions restart from the commit with empty windows"
                             );
                         }
-                        break (latest, committed);
+                        break (found, committed);
                     }
                     tracing::warn!(?stale, "Checkpoint read ended early; reading again");
                 }
@@ -642,7 +645,7 @@ impl Checkpoints {
             if let Some(offset) = committed.get(&partition) {
                 self.first_offsets.insert(partition, *offset);
             }
-            let restored = match checkpoint::decode(&latest, &self.stream(source, partition), partition.partition) {
+            let restored = match found.remove(&partition).unwrap_or(Ok(None)) {
                 Ok(Some(cp)) if committed.get(&partition).is_some_and(|c| *c > cp.position) => None,
                 Ok(Some(cp)) => match processor.restore_partition(partition, &cp, now) {
                     Ok(()) => Some(cp),

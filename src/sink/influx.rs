@@ -172,7 +172,8 @@ impl InfluxWriter {
                     return true;
                 }
                 Written::Refused(reason) => {
-                    self.write_line_by_line(&reason).await;
+                    let body = std::mem::take(&mut self.body);
+                    self.write_line_by_line(&body, &reason).await;
                     self.clear();
                     return true;
                 }
@@ -218,11 +219,11 @@ impl InfluxWriter {
         }
     }
 
-    /// A refused batch, line by line: the lines refused again go to `on_rejected`; lines
-    /// that fail for other reasons are retried with the rest in a later batch by spooling.
-    async fn write_line_by_line(&mut self, batch_reason: &str) {
-        tracing::error!(reason = batch_reason, lines = self.lines, "InfluxDB refused a batch; writing its lines one by one");
-        let body = std::mem::take(&mut self.body);
+    /// A refused batch, line by line: the lines refused again go to `on_rejected`; a line
+    /// that fails for another reason is retried with backoff until it is written. Leaves
+    /// the batch being built (`self.body`) alone.
+    async fn write_line_by_line(&self, body: &str, batch_reason: &str) {
+        tracing::error!(reason = batch_reason, lines = body.lines().count(), "InfluxDB refused a batch; writing its lines one by one");
         for line in body.lines().filter(|l| !l.is_empty()) {
             let mut backoff = BACKOFF_START;
             loop {
@@ -264,12 +265,8 @@ impl InfluxWriter {
             let body = String::from_utf8_lossy(&record).into_owned();
             match self.write(body.clone()).await {
                 Written::Ok => {}
-                Written::Refused(reason) => {
-                    self.body = body;
-                    self.lines = self.body.lines().count();
-                    self.write_line_by_line(&reason).await;
-                    self.clear();
-                }
+                // The live batch may already hold lines: only the spooled record is split.
+                Written::Refused(reason) => self.write_line_by_line(&body, &reason).await,
                 Written::Retry(err) => {
                     tracing::debug!(error = %err, "Spool not drained yet; InfluxDB still failing");
                     self.next_drain = tokio::time::Instant::now() + self.drain_backoff;
@@ -289,5 +286,72 @@ impl InfluxWriter {
             }
             self.update_gauge();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::config::{Secret, SpoolSettings};
+    use crate::sink::spool::FsyncPolicy;
+
+    /// An InfluxDB stand-in: refuses (400) any body with a line containing `bad`, takes the
+    /// rest and remembers each accepted line.
+    async fn fake_influx(accepted: Arc<Mutex<Vec<String>>>) -> String {
+        let app = axum::Router::new().route(
+            "/api/v2/write",
+            axum::routing::post(move |body: String| {
+                let accepted = accepted.clone();
+                async move {
+                    if body.lines().any(|l| l.contains("bad")) {
+                        return (axum::http::StatusCode::BAD_REQUEST, "{\"message\":\"bad point\"}".to_owned());
+                    }
+                    accepted.lock().unwrap().extend(body.lines().map(str::to_owned));
+                    (axum::http::StatusCode::NO_CONTENT, String::new())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_refused_spooled_batch_is_split_without_touching_the_batch_being_built() {
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let url = fake_influx(accepted.clone()).await;
+        let dir = std::env::temp_dir().join(format!("citysense-influx-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = InfluxSettings {
+            url,
+            org: "o".into(),
+            bucket: "b".into(),
+            token: Secret::new("t".into()),
+            batch_size: 10,
+            flush_interval_ms: 100,
+            spool: Some(SpoolSettings { dir: dir.clone(), max_bytes: 1 << 20, fsync: FsyncPolicy::Never }),
+        };
+        // A batch spooled while InfluxDB was down, one of whose points it now refuses.
+        Spool::open(&dir.join("windows"), 1 << 20, FsyncPolicy::Never).unwrap().append(b"m good=1i 1\nm bad=1i 2\n").unwrap();
+        let rejected = Arc::new(Mutex::new(Vec::new()));
+        let sink = rejected.clone();
+        let mut writer = InfluxWriter::new(&settings, "windows")
+            .unwrap()
+            .on_rejected(Box::new(move |line, _reason| sink.lock().unwrap().push(line.to_owned())));
+        writer.push(&"m live=1i 3", |line: &&str, out: &mut String| {
+            out.push_str(line);
+            out.push('\n');
+        });
+        writer.drain_spool().await;
+        assert_eq!(writer.spooled(), (0, 0), "the spool is drained");
+        assert_eq!(*rejected.lock().unwrap(), vec!["m bad=1i 2".to_owned()]);
+        assert_eq!(*accepted.lock().unwrap(), vec!["m good=1i 1".to_owned()]);
+        assert_eq!(writer.pending_lines(), 1, "the live batch is still there");
+        assert!(writer.flush(std::future::pending()).await);
+        assert_eq!(accepted.lock().unwrap().last().map(String::as_str), Some("m live=1i 3"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
