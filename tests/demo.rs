@@ -2,12 +2,12 @@
 //! embedded Kafka), serves `/healthz` and a non-empty `/api/v1/series`, shows current
 //! windows, and exits by itself on `--for`.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::free_port;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_live_windows_and_exits_on_its_own() {

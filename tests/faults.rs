@@ -138,8 +138,8 @@ checkpoint_interval = "1s"
         records.len()
     }
 
-    fn start(&self) -> Instance {
-        Instance(
+    fn start(&self) -> common::Killed {
+        common::Killed(
             Command::new(env!("CARGO_BIN_EXE_citysense"))
                 .args(["run", "--config", self.config.to_str().unwrap()])
                 .env("CITYSENSE_LOG", "info")
@@ -464,29 +464,6 @@ async fn a_broker_restart_mid_run_loses_and_changes_nothing() {
     }
 }
 
-/// A `citysense run` process, killed if the test ends (or fails) while it runs.
-struct Instance(Child);
-
-impl std::ops::Deref for Instance {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Instance {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Resident memory of a child process.
 fn rss_bytes(child: &Child) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
@@ -496,10 +473,6 @@ fn rss_bytes(child: &Child) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .unwrap_or(0)
         * 1024
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A VictoriaMetrics or tansu of this test's own (scripts/test.sh says where the programs
@@ -513,7 +486,7 @@ struct Service {
 
 impl Service {
     fn victoria() -> (Service, String) {
-        let port = free_port();
+        let port = common::free_port();
         let data = std::env::temp_dir().join(common::unique("faults-vm-data"));
         let program = std::env::var("CITYSENSE_TEST_VICTORIA_BIN").expect("CITYSENSE_TEST_VICTORIA_BIN: run with scripts/test.sh");
         let args = vec![
@@ -528,7 +501,7 @@ impl Service {
     }
 
     fn tansu() -> (Service, String) {
-        let port = free_port();
+        let port = common::free_port();
         // tansu resolves the SQLite path against its working directory (the temp dir here).
         let db = format!("{}.db", common::unique("faults-tansu"));
         let program = std::env::var("CITYSENSE_TEST_TANSU_BIN").expect("CITYSENSE_TEST_TANSU_BIN: run with scripts/test.sh");
