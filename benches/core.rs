@@ -1,24 +1,31 @@
-//! criterion benches of the synchronous core: decoding (JSON, protobuf) and the whole
-//! decode → validate → window path per reading, at several sensor counts.
+//! criterion benches of the synchronous core: decoding (JSON, protobuf), the sketch, and
+//! the whole decode → validate → window → domain → alert → line-protocol path per reading
+//! on one thread, at 1 k, 10 k and 100 k PM2.5 sensors.
 
 use std::sync::Arc;
 
+use citysense::aggregate::sketch::QuantileSketch;
 use citysense::config::Settings;
 use citysense::decode::{Decoder, Format, Limits};
 use citysense::model::Kind;
 use citysense::pipeline::core::{CoreSettings, InputRecord, Processor, SourcePartition};
 use citysense::registry::Registry;
 use citysense::sim::{City, FaultRates, Generator, SimFormat, SimRecord};
+use citysense::sink::line_protocol::encode_window;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const START: i64 = 1_795_593_600_000;
 
+/// `count` readings of exactly `sensors` PM2.5 sensors, each reporting every 10 s.
 fn records(sensors: usize, count: usize, format: SimFormat) -> Vec<SimRecord> {
-    let mut generator = Generator::new(City::generate(sensors), 1, START, format, FaultRates::NONE);
+    let mut city = City::generate(sensors * 3);
+    city.sensors.retain(|s| s.kind == Kind::Pm25);
+    assert!(city.sensors.len() >= sensors, "the generated city has enough PM2.5 sensors");
+    city.sensors.truncate(sensors);
+    let mut generator = Generator::new(city, 1, START, format, FaultRates::NONE);
     generator.set_interval(10_000);
     let mut out = Vec::with_capacity(count);
     generator.emit_count(count, &mut out);
-    out.retain(|r| r.kind == Kind::Pm25);
     out
 }
 
@@ -44,38 +51,61 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+fn sketch(c: &mut Criterion) {
+    let values: Vec<f64> = (0..10_000).map(|i| 20.0 + ((i * 7_919) % 1_000) as f64 / 10.0).collect();
+    let mut group = c.benchmark_group("sketch");
+    group.throughput(Throughput::Elements(values.len() as u64));
+    group.bench_function("add", |b| {
+        b.iter(|| {
+            let mut sketch = QuantileSketch::default();
+            for v in &values {
+                sketch.add(*v);
+            }
+            black_box(sketch.quantile(0.95))
+        })
+    });
+    group.finish();
+}
+
+/// Readings per second through `Processor::process`, every closed window encoded as
+/// InfluxDB line protocol; the processor is built fresh per iteration (outside the timing).
 fn core(c: &mut Criterion) {
     let mut settings = CoreSettings::from(&Settings::defaults());
     settings.decoder.limits.max_age_ms = None;
     let mut group = c.benchmark_group("core_pm25_default_windows");
     group.sample_size(10);
-    for sensors in [1_000, 10_000] {
-        let input = records(sensors, 100_000, SimFormat::Json);
-        group.throughput(Throughput::Elements(input.len() as u64));
-        group.bench_function(format!("{sensors}_sensors"), |b| {
-            b.iter_batched(
-                || Processor::new(settings.clone(), Arc::new(Registry::empty())),
-                |mut processor| {
-                    let mut emitted = Vec::new();
-                    for (offset, r) in input.iter().enumerate() {
-                        let record = InputRecord {
-                            source: SourcePartition { kind: Kind::Pm25, partition: 0 },
-                            offset: offset as i64,
-                            format: Format::Auto,
-                            payload: Some(&r.payload),
-                            content_type: Some(r.content_type),
-                        };
-                        let _ = processor.process(record, START + 86_400_000, &mut emitted);
-                        emitted.clear();
-                    }
-                    processor
-                },
-                BatchSize::PerIteration,
-            )
-        });
+    for (sensors, count) in [(1_000, 300_000), (10_000, 300_000), (100_000, 1_200_000)] {
+        for (format_name, format) in [("json", SimFormat::Json), ("protobuf", SimFormat::Protobuf)] {
+            let input = records(sensors, count, format);
+            group.throughput(Throughput::Elements(input.len() as u64));
+            group.bench_function(format!("{format_name}/{sensors}_sensors"), |b| {
+                b.iter_batched(
+                    || Processor::new(settings.clone(), Arc::new(Registry::empty())),
+                    |mut processor| {
+                        let (mut emitted, mut lines) = (Vec::new(), String::with_capacity(1 << 16));
+                        for (offset, r) in input.iter().enumerate() {
+                            let record = InputRecord {
+                                source: SourcePartition { kind: Kind::Pm25, partition: 0 },
+                                offset: offset as i64,
+                                format: Format::Auto,
+                                payload: Some(&r.payload),
+                                content_type: Some(r.content_type),
+                            };
+                            let _ = processor.process(record, START + 86_400_000, &mut emitted);
+                            for e in emitted.drain(..) {
+                                encode_window(&e.window, &mut lines);
+                            }
+                            lines.clear();
+                        }
+                        processor
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
     }
     group.finish();
 }
 
-criterion_group!(benches, decode, core);
+criterion_group!(benches, decode, sketch, core);
 criterion_main!(benches);

@@ -94,7 +94,7 @@ impl From<&Settings> for CoreSettings {
         CoreSettings {
             decoder: s.decoder.clone(),
             windows: s.windows.clone(),
-            timing: s.timing.clone(),
+            timing: s.timing,
             idle_timeout_ms: s.idle_timeout_ms,
             max_tracked_sensors: s.max_tracked_sensors,
             domain: s.domain.clone(),
@@ -162,7 +162,7 @@ impl Processor {
             self.deadman_kinds[kind.index()].then(|| (reading.sensor_id.clone(), reading.area.clone(), reading.ts_ms.min(now_wall_ms)));
         let (specs, timing) = (&self.specs[kind.index()], &self.settings.timing);
         let windows =
-            self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), timing.clone(), now_wall_ms));
+            self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), *timing, now_wall_ms));
         let result = windows.add(reading, &mut self.budget, now_wall_ms, &mut self.scratch);
         if let (Ok(()), Some((sensor, area, ts))) = (&result, heard) {
             // The deadman timer runs on the reading's own time, so a replayed history
@@ -270,7 +270,7 @@ impl Processor {
     /// empty it still follows its peers' event time (and its watermark can be announced).
     pub fn ensure_partition(&mut self, source: SourcePartition, now_wall_ms: i64) {
         let (specs, timing) = (&self.specs[source.kind.index()], &self.settings.timing);
-        self.partitions.entry(source).or_insert_with(|| PartitionWindows::new(source.kind, specs.clone(), timing.clone(), now_wall_ms));
+        self.partitions.entry(source).or_insert_with(|| PartitionWindows::new(source.kind, specs.clone(), *timing, now_wall_ms));
     }
 
     /// Every tracked partition and its watermark.
@@ -314,17 +314,17 @@ impl Processor {
         }
         self.drop_partition(source);
         let (specs, timing) = (&self.specs[source.kind.index()], &self.settings.timing);
-        let windows =
-            PartitionWindows::restore(source.kind, specs.clone(), timing.clone(), now_wall_ms, &checkpoint.state, &mut self.budget)
-                .map_err(|e| RestoreError::Decode(e.to_string()))?;
+        let windows = PartitionWindows::restore(source.kind, specs.clone(), *timing, now_wall_ms, &checkpoint.state, &mut self.budget)
+            .map_err(|e| RestoreError::Decode(e.to_string()))?;
         self.partitions.insert(source, windows);
         self.positions.insert(source, checkpoint.position);
         Ok(())
     }
 
-    /// Identifies the window configuration of `kind` (specs and timing).
+    /// Identifies the window configuration of `kind` (specs and timing) and the encoding
+    /// of window state.
     fn layout(&self, kind: Kind) -> u64 {
-        let described = format!("{:?}|{:?}", self.specs[kind.index()], self.settings.timing);
+        let described = format!("{}|{:?}|{:?}", crate::window::STATE_FORMAT, self.specs[kind.index()], self.settings.timing);
         crate::alert::fingerprint::fnv1a64(&[&described])
     }
 
