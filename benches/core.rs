@@ -26,6 +26,7 @@ fn records(sensors: usize, count: usize, format: SimFormat) -> Vec<SimRecord> {
     generator.set_interval(10_000);
     let mut out = Vec::with_capacity(count);
     generator.emit_count(count, &mut out);
+    out.truncate(count);
     out
 }
 
@@ -74,7 +75,7 @@ fn core(c: &mut Criterion) {
     settings.decoder.limits.max_age_ms = None;
     let mut group = c.benchmark_group("core_pm25_default_windows");
     group.sample_size(10);
-    for (sensors, count) in [(1_000, 300_000), (10_000, 300_000), (100_000, 1_200_000)] {
+    for (sensors, count) in [(1_000, 300_000), (10_000, 300_000), (100_000, 3_000_000)] {
         for (format_name, format) in [("json", SimFormat::Json), ("protobuf", SimFormat::Protobuf)] {
             let input = records(sensors, count, format);
             group.throughput(Throughput::Elements(input.len() as u64));

@@ -6,9 +6,12 @@
 #       limit of this broker and client on this machine: examples/raw_consume.rs), and
 #   (b) citysense's end-to-end rate, first record consumed → last window acknowledged by
 #       VictoriaMetrics (examples/pipeline_bench.rs),
-# and prints min/median/max of each and the ratio (b)/(a). Results go to
-# target/bench/results.md; copy them into BENCHMARKS.md.
+# and prints min/median/max of each and the ratio (b)/(a); then
+#   (c) the alert latency at a steady input rate: closing record produced → alert event read
+#       from the alerts topic, p50/p99/max (examples/alert_latency.rs).
+# Results go to target/bench/results.md; copy them into BENCHMARKS.md.
 #   BENCH_RECORDS (default 2000000)  BENCH_RUNS (3)  BENCH_SENSORS (10000)  BENCH_FORMATS ("json protobuf")
+#   BENCH_ALERT_RATE (50000 readings/s)  BENCH_ALERT_SECONDS (150)  BENCH_ALERT_RUNS (BENCH_RUNS; 0 skips (c))
 #   CITYSENSE_SECTION__FIELD overrides reach the pipeline (e.g. CITYSENSE_PIPELINE__CHECKPOINT_INTERVAL=1h).
 #   BENCH_PERF=1 records a perf profile of each citysense run under target/bench/.
 set -euo pipefail
@@ -25,7 +28,7 @@ RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
 
 log "Building release binaries"
-cargo build --release --locked --quiet --bin citysense --example raw_consume --example pipeline_bench
+cargo build --release --locked --quiet --bin citysense --example raw_consume --example pipeline_bench --example alert_latency
 BIN="$ROOT/target/release"
 
 create_topic() { "$TANSU" topic create "$1" --partitions "$2" --broker "tcp://$CITYSENSE_TEST_KAFKA" >/dev/null; }
@@ -51,7 +54,21 @@ for format in ${BENCH_FORMATS:-json protobuf}; do
     done
 done
 
-python3 - "$RESULTS" "$RECORDS" "$SENSORS" >"$OUT/results.md" <<'PY'
+ALERT_RESULTS="$OUT/alert-latency.jsonl"
+: >"$ALERT_RESULTS"
+for run in $(seq 1 "${BENCH_ALERT_RUNS:-$RUNS}"); do
+    prefix="latency-$run-$$"
+    create_topic "$prefix.pm25" 4
+    for kind in dust water charging; do create_topic "$prefix.$kind" 1; done
+    for topic in deadletter checkpoints alerts alerts.changelog; do create_topic "$prefix.$topic" 1; done
+    log "[alert latency $run] ${BENCH_ALERT_RATE:-50000} readings/s for ${BENCH_ALERT_SECONDS:-150} s"
+    latency="$("$BIN/examples/alert_latency" "$CITYSENSE_TEST_KAFKA" "$prefix" "${BENCH_ALERT_RATE:-50000}" \
+        "${BENCH_ALERT_SECONDS:-150}" "$SENSORS" "$CITYSENSE_TEST_INFLUX" 2>>"$OUT/alert-latency.log")"
+    log "[alert latency $run] $latency"
+    echo "$latency" >>"$ALERT_RESULTS"
+done
+
+python3 - "$RESULTS" "$RECORDS" "$SENSORS" "$ALERT_RESULTS" >"$OUT/results.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print(f"{sys.argv[2]} readings per run, {sys.argv[3]} sensors, {len(rows)} runs\n")
@@ -66,5 +83,11 @@ for fmt in ("json", "protobuf"):
     ratio = statistics.median(r["citysense"]["per_second"] / r["raw"]["per_second"] for r in rs)
     f = lambda v: f"{min(v):,.0f} / {statistics.median(v):,.0f} / {max(v):,.0f}"
     print(f"| {fmt} | {f(raw)} | {f(e2e)} | {ratio:.2f} |")
+latency = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
+if latency:
+    print("\n| run | target rec/s | produced rec/s | alert events | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for i, r in enumerate(latency, 1):
+        print(f"| {i} | {r['target_per_second']:,} | {r['produced_per_second']:,.0f} | {r['alert_events']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} |")
 PY
 cat "$OUT/results.md"

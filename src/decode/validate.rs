@@ -4,7 +4,7 @@
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
 use super::units::to_canonical;
-use crate::model::{Kind, Observation, PileStatus, Reading};
+use crate::model::{Area, Kind, Observation, PileStatus, Reading};
 use crate::registry::Registry;
 
 /// PM2.5 outside 0..2000 µg/m³ is physically impossible for an ambient monitor (SPEC §2).
@@ -40,11 +40,30 @@ impl Default for Limits {
 
 /// Validates and normalises one decoded record read from a topic of `topic_kind`.
 pub fn validate(raw: RawRecord, topic_kind: Kind, registry: &Registry, limits: &Limits, now_ms: i64) -> Result<Reading, Rejection> {
-    let vendor = raw.vendor.clone();
-    validate_inner(raw, topic_kind, registry, limits, now_ms).map_err(|r| r.with_vendor(&vendor))
+    match check(&raw, topic_kind, registry, limits, now_ms) {
+        Ok((observation, registry_area)) => Ok(Reading {
+            sensor_id: raw.id,
+            kind: topic_kind,
+            ts_ms: raw.ts_ms,
+            observation,
+            // The registry's location wins; the record's only fills in what the registry lacks.
+            area: registry_area.unwrap_or(raw.area),
+            vendor: raw.vendor,
+            seq: raw.seq,
+        }),
+        Err(rejection) => Err(rejection.with_vendor(&raw.vendor)),
+    }
 }
 
-fn validate_inner(raw: RawRecord, topic_kind: Kind, registry: &Registry, limits: &Limits, now_ms: i64) -> Result<Reading, Rejection> {
+/// The record's observation in canonical units and the registry's location for it, or why
+/// it is refused.
+fn check(
+    raw: &RawRecord,
+    topic_kind: Kind,
+    registry: &Registry,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<(Observation, Option<Area>), Rejection> {
     if let Some(kind) = raw.kind.as_deref() {
         if Kind::parse(kind) != Some(topic_kind) {
             return Err(Rejection::new(Reason::UnknownKind, format!("kind {kind:?} on the {topic_kind} topic")));
@@ -104,12 +123,7 @@ fn validate_inner(raw: RawRecord, topic_kind: Kind, registry: &Registry, limits:
             ));
         }
     }
-    // The registry's location wins; the record's only fills in what the registry lacks.
-    let area = match info {
-        Some(info) if !info.area().is_empty() => info.area(),
-        _ => raw.area,
-    };
-    Ok(Reading { sensor_id: raw.id, kind: topic_kind, ts_ms: raw.ts_ms, observation, area, vendor: raw.vendor, seq: raw.seq })
+    Ok((observation, info.map(|i| i.area()).filter(|area| !area.is_empty())))
 }
 
 /// Epoch milliseconds as RFC 3339 for messages.

@@ -53,6 +53,8 @@ const SINK_QUEUE: usize = 16_384;
 const MEMORY_BATCH: usize = 1_024;
 /// How often idle partitions are checked and offsets committed at most.
 const TICK: Duration = Duration::from_millis(200);
+/// Records handled per turn of the sensor stage's loop (when that many are fetched).
+const READ_BATCH: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -316,7 +318,7 @@ async fn run_sensor_stage(
     let mut tick = tokio::time::interval(TICK);
     let commit_every = Duration::from_millis(settings.commit_interval_ms as u64);
     let mut last_commit = tokio::time::Instant::now();
-    loop {
+    'run: loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -387,52 +389,72 @@ async fn run_sensor_stage(
                 }
             }
             message = source.consumer().recv() => {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "Kafka consumer error");
-                        continue;
+                // Up to READ_BATCH records already fetched are handled in one turn, then the
+                // closed windows and alerts go out together: one pass through this loop's
+                // select and one sink hand-off per batch instead of per record.
+                let mut next = Some(message);
+                let mut handled = 0;
+                'batch: while let Some(message) = next.take() {
+                    handled += 1;
+                    if handled < READ_BATCH {
+                        next = futures::FutureExt::now_or_never(source.consumer().recv());
                     }
-                };
-                let Some(input) = source.input(message.topic()) else { continue };
-                shared.stats.mark_first_record(wall_ms());
-                let partition = SourcePartition { kind: input.kind, partition: message.partition() };
-                if !processor.tracks(partition) {
-                    // The record came before the tick saw the assignment: restore first.
-                    let mut assigned = source.take_assigned();
-                    assigned.push(partition);
-                    if !checkpoints.adopt(&assigned, &mut processor, &offsets, &source, &shared.stats, &shutdown).await {
-                        break;
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "Kafka consumer error");
+                            continue 'batch;
+                        }
+                    };
+                    let Some(input) = source.input(message.topic()) else { continue 'batch };
+                    let now = wall_ms();
+                    shared.stats.mark_first_record(now);
+                    let partition = SourcePartition { kind: input.kind, partition: message.partition() };
+                    if !processor.tracks(partition) {
+                        // The record came before the tick saw the assignment: restore first.
+                        let mut assigned = source.take_assigned();
+                        assigned.push(partition);
+                        if !checkpoints.adopt(&assigned, &mut processor, &offsets, &source, &shared.stats, &shutdown).await {
+                            break 'run;
+                        }
                     }
-                }
-                if let Some(expected) = checkpoints.first_offsets.remove(&partition).filter(|e| message.offset() > *e) {
-                    // Some brokers (tansu 0.6) answer a fetch from inside a record batch with
-                    // the next batch: records would be skipped. Read the partition again from
-                    // its beginning; what the checkpoint holds is skipped below.
-                    tracing::warn!(topic = message.topic(), partition = partition.partition, expected, got = message.offset(), "The broker skipped records after the commit; re-reading the partition from its beginning");
-                    if let Err(err) = source.seek_to_beginning(partition) {
-                        tracing::error!(error = %err, "Cannot re-read the partition; records after the commit may be missing");
+                    if let Some(expected) = checkpoints.first_offsets.remove(&partition).filter(|e| message.offset() > *e) {
+                        // Some brokers (tansu 0.6) answer a fetch from inside a record batch with
+                        // the next batch: records would be skipped. Read the partition again from
+                        // its beginning; what the checkpoint holds is skipped below.
+                        tracing::warn!(topic = message.topic(), partition = partition.partition, expected, got = message.offset(), "The broker skipped records after the commit; re-reading the partition from its beginning");
+                        if let Err(err) = source.seek_to_beginning(partition) {
+                            tracing::error!(error = %err, "Cannot re-read the partition; records after the commit may be missing");
+                        }
+                        // Records already fetched past the gap are read again after the seek.
+                        next = None;
+                        continue 'batch;
                     }
-                    continue;
-                }
-                if processor.covers(partition, message.offset()) {
-                    shared.stats.records_skipped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let content_type = message.headers().and_then(|headers| {
-                    headers.iter().find(|h| h.key.eq_ignore_ascii_case("content-type")).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
-                });
-                let record = InputRecord { source: partition, offset: message.offset(), format: input.format, payload: message.payload(), content_type };
-                match processor.process(record, wall_ms(), &mut emitted) {
-                    Ok(()) => shared.stats.record_accepted(input.kind),
-                    Err(rejection) => {
-                        tracing::debug!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %rejection.reason, detail = %rejection.detail, "Record dead-lettered");
-                        shared.stats.record_rejected(input.kind, &rejection);
-                        offsets.lock().unwrap_or_else(|e| e.into_inner()).hold(partition, message.offset());
-                        deadletters.send(message.topic(), partition, message.offset(), message.key(), message.payload(), &rejection);
+                    if processor.covers(partition, message.offset()) {
+                        shared.stats.records_skipped.fetch_add(1, Ordering::Relaxed);
+                        continue 'batch;
                     }
+                    let content_type = message.headers().and_then(|headers| {
+                        headers.iter().find(|h| h.key.eq_ignore_ascii_case("content-type")).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+                    });
+                    let record = InputRecord { source: partition, offset: message.offset(), format: input.format, payload: message.payload(), content_type };
+                    let outcome = processor.process(record, now, &mut emitted);
+                    let mut offsets_now = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                    match outcome {
+                        Ok(()) => shared.stats.record_accepted(input.kind),
+                        Err(rejection) => {
+                            tracing::debug!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %rejection.reason, detail = %rejection.detail, "Record dead-lettered");
+                            shared.stats.record_rejected(input.kind, &rejection);
+                            offsets_now.hold(partition, message.offset());
+                            drop(offsets_now);
+                            deadletters.send(message.topic(), partition, message.offset(), message.key(), message.payload(), &rejection);
+                            offsets_now = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    offsets_now.consumed(partition, message.offset());
                 }
-                offsets.lock().unwrap_or_else(|e| e.into_inner()).consumed(partition, message.offset());
+                // The windows closed in the batch hold their offsets from here; nothing
+                // commits in between (commits happen on the tick, in this same task).
                 forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
                 if let Some(events) = &alerting.events {
                     send_alerts(processor.take_alerts(), events, &offsets).await;

@@ -248,9 +248,11 @@ impl Generator {
         }
     }
 
-    /// Appends the next `n` readings.
+    /// Appends at least the next `n` readings: whole time steps until `n` are out (one
+    /// step holds every sensor due at that instant).
     pub fn emit_count(&mut self, n: usize, out: &mut Vec<SimRecord>) {
-        for _ in 0..n {
+        let target = out.len() + n;
+        while out.len() < target {
             let Some(ts) = self.next_due() else { return };
             self.emit_until(ts + 1, out);
         }
