@@ -31,6 +31,10 @@ async fn main() {
         eprintln!("usage: alert_latency BROKERS TOPIC_PREFIX RATE SECONDS SENSORS INFLUX_URL");
         std::process::exit(2);
     };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let (rate, seconds, sensors): (u64, u64, usize) =
         (rate.parse().expect("a rate"), seconds.parse().expect("seconds"), sensors.parse().expect("a sensor count"));
     let rules = std::env::temp_dir().join(format!("alert-latency-rules-{}.toml", std::process::id()));
@@ -74,6 +78,9 @@ rules = "{rules}"
 topic = "{prefix}.alerts"
 changelog_topic = "{prefix}.alerts.changelog"
 flap_max_transitions = 100000
+[rollup]
+topic = "{prefix}.aggregates"
+group_id = "latency-areas-{pid}"
 "#,
         pid = std::process::id(),
         rules = rules.display()
@@ -90,6 +97,10 @@ flap_max_transitions = 100000
     });
     // Let the pipeline join its group before the clock starts.
     while !shared.stats.ready.load(Ordering::Relaxed) {
+        if run.is_finished() {
+            eprintln!("the pipeline stopped before it was ready: {:?}", run.await);
+            std::process::exit(1);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -59,6 +59,7 @@ ALERT_RESULTS="$OUT/alert-latency.jsonl"
 for run in $(seq 1 "${BENCH_ALERT_RUNS:-$RUNS}"); do
     prefix="latency-$run-$$"
     create_topic "$prefix.pm25" 4
+    create_topic "$prefix.aggregates" 4
     for kind in dust water charging; do create_topic "$prefix.$kind" 1; done
     for topic in deadletter checkpoints alerts alerts.changelog; do create_topic "$prefix.$topic" 1; done
     log "[alert latency $run] ${BENCH_ALERT_RATE:-50000} readings/s for ${BENCH_ALERT_SECONDS:-150} s"

@@ -28,6 +28,9 @@ pub struct AckRequest {
     pub reply: oneshot::Sender<Result<AlertEvent, AckError>>,
 }
 
+/// Alert events handled together when they queue up (one sink write per batch).
+const ALERT_BATCH: usize = 1_024;
+
 pub struct Alertmanager {
     pub url: String,
     pub resend: Duration,
@@ -48,23 +51,43 @@ pub async fn run_alert_sink(
         tokio::select! {
             out = events.recv() => {
                 let Some(out) = out else { break };
-                producer.send(&out.event, &out.state, out.releases);
-                let before = store.get(&out.event.fingerprint);
-                store.record(&out.event, &out.state);
-                tracing::info!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
-                if let Some(writer) = influx.as_mut() {
-                    writer.push(&out.event, encode_alert);
-                    writer.flush(give_up.cancelled()).await;
+                // Everything already queued goes out together: one InfluxDB write and one
+                // Alertmanager post per burst (a minute boundary can close thousands of
+                // windows at once), not one per event.
+                let mut batch = vec![out];
+                while batch.len() < ALERT_BATCH {
+                    match events.try_recv() {
+                        Ok(out) => batch.push(out),
+                        Err(_) => break,
+                    }
                 }
-                if let Some(am) = &alertmanager {
-                    let mut views: Vec<AlertView> = store.get(&out.event.fingerprint).into_iter().collect();
+                let mut changed: Vec<String> = Vec::new();
+                let mut superseded: Vec<AlertView> = Vec::new();
+                for out in batch {
+                    producer.send(&out.event, &out.state, out.releases);
+                    let before = store.get(&out.event.fingerprint);
+                    store.record(&out.event, &out.state);
+                    tracing::info!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
+                    if let Some(writer) = influx.as_mut() {
+                        writer.push(&out.event, encode_alert);
+                    }
                     // Severity is a label, so Alertmanager holds one alert per severity: when
                     // the severity changes, the previous one is resolved explicitly.
                     if let Some(mut previous) = before.filter(|b| b.severity != out.event.severity && b.status != "resolved") {
                         previous.status = "resolved".to_owned();
                         previous.ends_at = Some(crate::model::rfc3339(out.event.at_ms));
-                        views.push(previous);
+                        superseded.push(previous);
                     }
+                    changed.push(out.event.fingerprint);
+                }
+                changed.sort_unstable();
+                changed.dedup();
+                if let Some(writer) = influx.as_mut() {
+                    writer.flush(give_up.cancelled()).await;
+                }
+                if let Some(am) = &alertmanager {
+                    let mut views: Vec<AlertView> = changed.iter().filter_map(|fingerprint| store.get(fingerprint)).collect();
+                    views.append(&mut superseded);
                     post(&client, &am.url, &views).await;
                 }
             }

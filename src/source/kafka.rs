@@ -76,6 +76,9 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // A broker that holds a fetch until the wait runs out (tansu does) would add up to
+        // librdkafka's default 500 ms to every alert; real Kafka answers as soon as data is in.
+        .set("fetch.wait.max.ms", "100")
         .set("statistics.interval.ms", "5000");
     for (key, value) in &settings.properties {
         config.set(key, value);
