@@ -37,7 +37,6 @@ use self::offsets::OffsetTracker;
 use self::stats::PipelineStats;
 use crate::config::Settings;
 use crate::registry::Registry;
-use crate::rollup::SensorWindow;
 use crate::sink::aggregates::AggregatesSink;
 use crate::sink::alerts::{AlertProducer, AlertStore, Release};
 use crate::sink::checkpoint::CheckpointWriter;
@@ -511,9 +510,13 @@ async fn forward(
         }
     }
     if let Some(aggregates) = aggregates {
+        let mut name: Option<(SourcePartition, String)> = None;
         for e in emitted.iter() {
-            let name = format!("{}/{}", source.topic_name(e.source), e.source.partition);
-            aggregates.send_window(&name, SensorWindow::from(&e.window), (e.source, e.hold));
+            if name.as_ref().is_none_or(|(named, _)| *named != e.source) {
+                name = Some((e.source, format!("{}/{}", source.topic_name(e.source), e.source.partition)));
+            }
+            let source_name = name.as_ref().map_or("", |(_, n)| n.as_str());
+            aggregates.send_window(source_name, &e.window, (e.source, e.hold));
         }
     }
     for e in emitted.drain(..) {

@@ -30,23 +30,68 @@ pub struct SensorWindow {
 
 impl From<&WindowResult> for SensorWindow {
     fn from(r: &WindowResult) -> Self {
+        let w = SensorWindowRef::of(r);
+        SensorWindow {
+            kind: w.kind,
+            sensor_id: w.sensor_id.to_owned(),
+            window: w.window.to_owned(),
+            start_ms: w.start_ms,
+            end_ms: w.end_ms,
+            grid: w.grid.to_owned(),
+            street: w.street.to_owned(),
+            district: w.district.to_owned(),
+            mean: w.mean,
+            max: w.max,
+            last_status: w.last_status.map(str::to_owned),
+            utilisation: w.utilisation,
+            flat: w.flat,
+        }
+    }
+}
+
+/// `SensorWindow` borrowed from a closed window, for writing: stage 1 encodes every closed
+/// window, and copying seven strings each time only to serialise them was measurable.
+#[derive(Debug, serde::Serialize)]
+pub struct SensorWindowRef<'a> {
+    kind: Kind,
+    sensor_id: &'a str,
+    window: &'a str,
+    start_ms: i64,
+    end_ms: i64,
+    grid: &'a str,
+    street: &'a str,
+    district: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    utilisation: Option<f64>,
+    flat: bool,
+}
+
+impl<'a> SensorWindowRef<'a> {
+    /// The part of `r` the area stage needs.
+    pub fn of(r: &'a WindowResult) -> Self {
         let (mean, max, last_status, flat) = match &r.values {
             WindowValues::Level(v) => (Some(v.mean), Some(v.max), None, v.count > 1 && v.min == v.max),
-            WindowValues::Pile(p) => (None, None, Some(p.last_status.clone()), false),
+            WindowValues::Pile(p) => (None, None, Some(p.last_status.as_str()), false),
         };
         let utilisation = match r.domain {
             Some(DomainValues::Charging { utilisation }) => utilisation,
             _ => None,
         };
-        SensorWindow {
+        SensorWindowRef {
             kind: r.kind,
-            sensor_id: r.sensor_id.clone(),
-            window: r.window.clone(),
+            sensor_id: &r.sensor_id,
+            window: &r.window,
             start_ms: r.start_ms,
             end_ms: r.end_ms,
-            grid: r.area.grid.clone(),
-            street: r.area.street.clone(),
-            district: r.area.district.clone(),
+            grid: &r.area.grid,
+            street: &r.area.street,
+            district: &r.area.district,
             mean,
             max,
             last_status,
@@ -54,16 +99,72 @@ impl From<&WindowResult> for SensorWindow {
             flat,
         }
     }
+
+    /// The aggregates topic's key: the district (all of a district's windows meet in one
+    /// partition), or the sensor when it has none.
+    pub fn key(&self) -> &'a str {
+        if self.district.is_empty() {
+            self.sensor_id
+        } else {
+            self.district
+        }
+    }
+}
+
+/// `AggregateMessage::Window` as written, borrowing the window: the same JSON.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "type", rename = "window")]
+pub struct WindowMessageRef<'a> {
+    pub source: &'a str,
+    pub window: SensorWindowRef<'a>,
 }
 
 /// A record on the aggregates topic.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "WireMessage")]
 pub enum AggregateMessage {
     /// One closed sensor window, from input partition `source` ("topic/partition").
     Window { source: String, window: Box<SensorWindow> },
     /// Every window of `source` with end + allowed lateness ≤ `watermark_ms` is published.
     Watermark { source: String, kind: Kind, watermark_ms: i64 },
+}
+
+/// `AggregateMessage` as it is read: one flat struct. (An internally tagged enum would be
+/// deserialised through serde's buffered `Content` tree, which cost the area stage an
+/// allocation per field of every message.)
+#[derive(serde::Deserialize)]
+struct WireMessage {
+    #[serde(rename = "type")]
+    tag: WireTag,
+    source: String,
+    #[serde(default)]
+    window: Option<Box<SensorWindow>>,
+    #[serde(default)]
+    kind: Option<Kind>,
+    #[serde(default)]
+    watermark_ms: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireTag {
+    Window,
+    Watermark,
+}
+
+impl TryFrom<WireMessage> for AggregateMessage {
+    type Error = String;
+
+    fn try_from(wire: WireMessage) -> Result<Self, String> {
+        match (wire.tag, wire.window, wire.kind, wire.watermark_ms) {
+            (WireTag::Window, Some(window), _, _) => Ok(AggregateMessage::Window { source: wire.source, window }),
+            (WireTag::Watermark, _, Some(kind), Some(watermark_ms)) => {
+                Ok(AggregateMessage::Watermark { source: wire.source, kind, watermark_ms })
+            }
+            (WireTag::Window, ..) => Err("missing field `window`".to_owned()),
+            (WireTag::Watermark, ..) => Err("missing field `kind` or `watermark_ms`".to_owned()),
+        }
+    }
 }
 
 /// The level of the grid-management hierarchy an area result is for.
@@ -145,4 +246,81 @@ pub struct AreaResult {
     /// Dust: roads at least twice their district's mean.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hotspots: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> SensorWindow {
+        SensorWindow {
+            kind: Kind::Pm25,
+            sensor_id: "hd-pm-1".into(),
+            window: "1h".into(),
+            start_ms: 0,
+            end_ms: 3_600_000,
+            grid: "g".into(),
+            street: "s".into(),
+            district: "haidian".into(),
+            mean: Some(35.5),
+            max: Some(80.0),
+            last_status: None,
+            utilisation: None,
+            flat: false,
+        }
+    }
+
+    #[test]
+    fn messages_read_back_as_written() {
+        let messages = [
+            AggregateMessage::Window { source: "city.pm25/0".into(), window: Box::new(window()) },
+            AggregateMessage::Watermark { source: "city.pm25/0".into(), kind: Kind::Water, watermark_ms: 42 },
+        ];
+        for message in messages {
+            let json = serde_json::to_string(&message).unwrap();
+            assert!(json.starts_with(r#"{"type":"#), "tagged by type: {json}");
+            assert_eq!(serde_json::from_str::<AggregateMessage>(&json).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn a_borrowed_window_message_is_the_same_json_as_the_owned_one() {
+        use crate::model::{Area, LevelValues};
+        let result = WindowResult {
+            kind: Kind::Pm25,
+            sensor_id: "hd-pm-1".into(),
+            window: "1h".into(),
+            start_ms: 0,
+            end_ms: 3_600_000,
+            area: Area { grid: "g".into(), street: "s".into(), district: "haidian".into() },
+            values: WindowValues::Level(LevelValues {
+                count: 3,
+                sum: 106.5,
+                mean: 35.5,
+                min: 10.0,
+                max: 80.0,
+                first: 10.0,
+                last: 16.5,
+                stddev: 30.0,
+                p50: 16.5,
+                p95: 80.0,
+                rate_per_h: 0.0,
+                slope_per_h: None,
+            }),
+            coverage: None,
+            domain: None,
+        };
+        let borrowed = serde_json::to_string(&WindowMessageRef { source: "city.pm25/0", window: SensorWindowRef::of(&result) }).unwrap();
+        let owned = AggregateMessage::Window { source: "city.pm25/0".into(), window: Box::new(SensorWindow::from(&result)) };
+        assert_eq!(borrowed, serde_json::to_string(&owned).unwrap());
+        assert_eq!(serde_json::from_str::<AggregateMessage>(&borrowed).unwrap(), owned);
+    }
+
+    #[test]
+    fn a_message_missing_its_payload_is_an_error_not_a_default() {
+        let error = serde_json::from_str::<AggregateMessage>(r#"{"type":"window","source":"x"}"#).unwrap_err();
+        assert!(error.to_string().contains("window"), "{error}");
+        assert!(serde_json::from_str::<AggregateMessage>(r#"{"type":"watermark","source":"x","kind":"pm25"}"#).is_err());
+        assert!(serde_json::from_str::<AggregateMessage>(r#"{"type":"other","source":"x"}"#).is_err());
+    }
 }

@@ -14,9 +14,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 
 use crate::model::Kind;
+use crate::model::WindowResult;
 use crate::pipeline::core::SourcePartition;
 use crate::pipeline::offsets::OffsetTracker;
-use crate::rollup::{AggregateMessage, SensorWindow};
+use crate::rollup::{AggregateMessage, SensorWindowRef, WindowMessageRef};
 
 /// The input offset a published window holds; markers hold none.
 type Hold = Option<(SourcePartition, i64)>;
@@ -69,10 +70,9 @@ impl AggregatesSink {
     }
 
     /// Publishes a closed window of `source` (whose offset `hold` is already held).
-    pub fn send_window(&self, source_name: &str, window: SensorWindow, hold: (SourcePartition, i64)) {
-        let key = if window.district.is_empty() { window.sensor_id.clone() } else { window.district.clone() };
-        let message = AggregateMessage::Window { source: source_name.to_owned(), window: Box::new(window) };
-        self.send(&key, None, &message, Some(hold));
+    pub fn send_window(&self, source_name: &str, window: &WindowResult, hold: (SourcePartition, i64)) {
+        let message = WindowMessageRef { source: source_name, window: SensorWindowRef::of(window) };
+        self.send(message.window.key(), None, &message, Some(hold));
     }
 
     /// Tells every aggregates partition how far `source` has published.
@@ -83,7 +83,7 @@ impl AggregatesSink {
         }
     }
 
-    fn send(&self, key: &str, partition: Option<i32>, message: &AggregateMessage, hold: Hold) {
+    fn send(&self, key: &str, partition: Option<i32>, message: &impl serde::Serialize, hold: Hold) {
         let payload = match serde_json::to_vec(message) {
             Ok(p) => p,
             Err(err) => {
