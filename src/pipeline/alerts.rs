@@ -30,6 +30,8 @@ pub struct AckRequest {
 
 /// Alert events handled together when they queue up (one sink write per batch).
 const ALERT_BATCH: usize = 1_024;
+/// Alert events waiting for InfluxDB before the alert task waits too (backpressure).
+const ALERT_INFLUX_QUEUE: usize = 65_536;
 
 pub struct Alertmanager {
     pub url: String,
@@ -39,11 +41,21 @@ pub struct Alertmanager {
 pub async fn run_alert_sink(
     mut events: mpsc::Receiver<AlertOut>,
     producer: AlertProducer,
-    mut influx: Option<InfluxWriter>,
+    influx: Option<InfluxWriter>,
     alertmanager: Option<Alertmanager>,
     store: Arc<AlertStore>,
     give_up: CancellationToken,
 ) {
+    // InfluxDB gets its own task and a deep queue, so that a slow time-series write never
+    // holds back the alerts topic: a 10,000-alert burst waited on ten writes in turn, and
+    // VictoriaMetrics takes ~1 s to write 1,024 points of new series under load.
+    let (to_influx, influx_task) = match influx {
+        Some(writer) => {
+            let (tx, rx) = mpsc::channel(ALERT_INFLUX_QUEUE);
+            (Some(tx), Some(tokio::spawn(write_alert_points(rx, writer, give_up.clone()))))
+        }
+        None => (None, None),
+    };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
     let mut drain = tokio::time::interval(Duration::from_secs(1));
     let mut resend = tokio::time::interval(alertmanager.as_ref().map_or(Duration::from_secs(3600), |a| a.resend));
@@ -68,8 +80,8 @@ pub async fn run_alert_sink(
                     let before = store.get(&out.event.fingerprint);
                     store.record(&out.event, &out.state);
                     tracing::info!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
-                    if let Some(writer) = influx.as_mut() {
-                        writer.push(&out.event, encode_alert);
+                    if let Some(tx) = &to_influx {
+                        let _ = tx.send(out.event.clone()).await;
                     }
                     // Severity is a label, so Alertmanager holds one alert per severity: when
                     // the severity changes, the previous one is resolved explicitly.
@@ -82,9 +94,6 @@ pub async fn run_alert_sink(
                 }
                 changed.sort_unstable();
                 changed.dedup();
-                if let Some(writer) = influx.as_mut() {
-                    writer.flush(give_up.cancelled()).await;
-                }
                 if let Some(am) = &alertmanager {
                     let mut views: Vec<AlertView> = changed.iter().filter_map(|fingerprint| store.get(fingerprint)).collect();
                     views.append(&mut superseded);
@@ -93,9 +102,6 @@ pub async fn run_alert_sink(
             }
             _ = drain.tick() => {
                 producer.resend_failed();
-                if let Some(writer) = influx.as_mut() {
-                    writer.drain_spool().await;
-                }
             }
             _ = resend.tick() => {
                 if let Some(am) = &alertmanager {
@@ -105,6 +111,33 @@ pub async fn run_alert_sink(
         }
     }
     producer.flush(Duration::from_secs(5));
+    drop(to_influx);
+    if let Some(task) = influx_task {
+        let _ = task.await;
+    }
+}
+
+/// Writes alert events to InfluxDB: what is queued goes as one write; the spool of failed
+/// writes is retried every second.
+async fn write_alert_points(mut events: mpsc::Receiver<AlertEvent>, mut writer: InfluxWriter, give_up: CancellationToken) {
+    let mut drain = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                writer.push(&event, encode_alert);
+                for _ in 1..ALERT_BATCH {
+                    match events.try_recv() {
+                        Ok(event) => writer.push(&event, encode_alert),
+                        Err(_) => break,
+                    }
+                }
+                writer.flush(give_up.cancelled()).await;
+            }
+            _ = drain.tick() => writer.drain_spool().await,
+        }
+    }
+    writer.flush(give_up.cancelled()).await;
 }
 
 /// POSTs alerts to Alertmanager's v2 API; failures are logged (the alerts topic is the
