@@ -240,7 +240,8 @@ impl OpenState {
     fn track(&mut self, id: &str, specs: usize) -> Slot {
         let id: Arc<str> = Arc::from(id);
         let state = SensorState::new(id.clone(), specs);
-        let slot = match self.free_slots.pop() {
+        let free = self.free_slots.pop().filter(|slot| self.sensors.get(*slot as usize).is_some_and(Option::is_none));
+        let slot = match free {
             Some(slot) => {
                 self.sensors[slot as usize] = Some(state);
                 slot
