@@ -63,9 +63,9 @@ pub async fn run_alert_sink(
         tokio::select! {
             out = events.recv() => {
                 let Some(out) = out else { break };
-                // Everything already queued goes out together: one InfluxDB write and one
-                // Alertmanager post per burst (a minute boundary can close thousands of
-                // windows at once), not one per event.
+                // Everything already queued is handled together: one Alertmanager post per
+                // burst (a minute boundary can close thousands of windows at once), not one
+                // per event; the InfluxDB task batches its writes the same way.
                 let mut batch = vec![out];
                 while batch.len() < ALERT_BATCH {
                     match events.try_recv() {
