@@ -20,6 +20,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+
 const OUT_OF_ORDERNESS_MS: i64 = 1_000;
 const LATENESS_MS: i64 = 0;
 const MINUTE_MS: i64 = 60_000;
@@ -51,40 +53,21 @@ levels = [{ severity = "warning", trigger = 100, clear = 50 }]
 "#,
     )
     .expect("rules file written");
-    let text = format!(
+    let sections = format!(
         r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "latency-{pid}"
-[topics]
-deadletter = "{prefix}.deadletter"
-checkpoints = "{prefix}.checkpoints"
-pm25 = {{ name = "{prefix}.pm25" }}
-dust = {{ name = "{prefix}.dust" }}
-water = {{ name = "{prefix}.water" }}
-charging = {{ name = "{prefix}.charging" }}
 [windows]
 out_of_orderness = "{OUT_OF_ORDERNESS_MS}ms"
 allowed_lateness = "{LATENESS_MS}ms"
 pm25 = ["1m"]
-[influx]
-url = "{influx}"
-org = "citysense"
-bucket = "citysense"
-batch_size = 5000
-flush_interval = "200ms"
 [alerts]
 rules = "{rules}"
 topic = "{prefix}.alerts"
 changelog_topic = "{prefix}.alerts.changelog"
 flap_max_transitions = 100000
-[rollup]
-topic = "{prefix}.aggregates"
-group_id = "latency-areas-{pid}"
 "#,
-        pid = std::process::id(),
         rules = rules.display()
     );
+    let text = common::bench_config(brokers, prefix, "latency", influx, &sections);
     let settings = citysense::config::parse(&text, "alert-latency", std::env::vars()).expect("valid config");
     let shared = Shared::default();
     let shutdown = CancellationToken::new();

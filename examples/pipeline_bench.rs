@@ -13,6 +13,8 @@ use citysense::pipeline::{self, wall_ms, Shared};
 use citysense::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+mod common;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -21,18 +23,7 @@ async fn main() {
         std::process::exit(2);
     };
     let expected: u64 = records.parse().expect("a record count");
-    let text = format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "bench-{pid}"
-[topics]
-deadletter = "{prefix}.deadletter"
-checkpoints = "{prefix}.checkpoints"
-pm25 = {{ name = "{prefix}.pm25" }}
-dust = {{ name = "{prefix}.dust" }}
-water = {{ name = "{prefix}.water" }}
-charging = {{ name = "{prefix}.charging" }}
+    let sections = r#"
 [validation]
 max_age = "off"
 [windows]
@@ -40,18 +31,8 @@ pm25 = ["1m", "1h"]
 dust = ["1h"]
 water = ["1m"]
 charging = ["5m"]
-[influx]
-url = "{influx}"
-org = "citysense"
-bucket = "citysense"
-batch_size = 5000
-flush_interval = "200ms"
-[rollup]
-topic = "{prefix}.aggregates"
-group_id = "bench-areas-{pid}"
-"#,
-        pid = std::process::id()
-    );
+"#;
+    let text = common::bench_config(brokers, prefix, "bench", influx, sections);
     // CITYSENSE_SECTION__FIELD overrides apply, as for `citysense run` (e.g. to compare checkpoint intervals).
     let settings = citysense::config::parse(&text, "bench", std::env::vars()).expect("valid config");
     let shared = Shared::default();
