@@ -120,8 +120,10 @@ async fn the_operations_page_shows_live_data_and_acknowledges_an_alert() {
     browser.wait_for(&session, "the alert acknowledged", &in_page, limit).await;
     let all: Vec<Value> = client.get(format!("{api}/api/v1/alerts?status=all")).send().await.unwrap().json().await.unwrap();
     let alert = all.iter().find(|a| a["fingerprint"] == fingerprint.as_str()).expect("the alert in the API");
-    assert_eq!(alert["status"], "acknowledged", "{alert}");
-    assert_eq!(alert["acknowledged_by"], "dashboard");
+    // The demo's data moves on: the alert may already have resolved, and a resolved alert
+    // still says who acknowledged it.
+    assert!(alert["status"] == "acknowledged" || alert["status"] == "resolved", "{alert}");
+    assert_eq!(alert["acknowledged_by"], "dashboard", "{alert}");
 
     let screenshot = browser.call(reqwest::Method::GET, &format!("/session/{session}/screenshot"), None).await;
     let png = base64_decode(screenshot.as_str().expect("a base64 screenshot"));

@@ -202,7 +202,7 @@ impl AlertState {
                 self.flapping = false;
                 self.firing = None;
                 self.ends_at_ms = Some(at_ms);
-                self.acknowledged = None;
+                // Who acknowledged it stays on the resolved alert (history); a new firing clears it.
                 self.active_levels = 0;
                 self.transition(at_ms, flap);
                 Some(Change::Resolved)
@@ -248,6 +248,19 @@ mod tests {
         assert_eq!(s.evaluate(None, 5, true, 1, flap), Some(Change::Resolved));
         assert_eq!((s.starts_at_ms, s.ends_at_ms), (Some(1), Some(5)));
         assert_eq!(s.evaluate(None, 6, true, 1, flap), None);
+    }
+
+    #[test]
+    fn a_resolved_alert_keeps_its_acknowledgement_until_it_fires_again() {
+        let (mut s, flap) = (state(), FlapPolicy::default());
+        s.evaluate(Some(Severity::Warning), 1, true, 1, flap);
+        s.acknowledged = Some(Acknowledgement { by: "duty officer".into(), comment: String::new(), at_ms: 2 });
+        assert_eq!(s.status(), AlertStatus::Acknowledged);
+        assert_eq!(s.evaluate(None, 3, true, 1, flap), Some(Change::Resolved));
+        assert_eq!(s.status(), AlertStatus::Resolved);
+        assert_eq!(s.acknowledged.as_ref().map(|a| a.by.as_str()), Some("duty officer"), "the resolved alert says who acknowledged it");
+        assert_eq!(s.evaluate(Some(Severity::Warning), 4, true, 1, flap), Some(Change::Fired));
+        assert!(s.acknowledged.is_none(), "a new firing is not acknowledged");
     }
 
     #[test]
