@@ -98,18 +98,22 @@ flap_max_transitions = 100000
     // The last windows close with the last records; give the alerts time to arrive.
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut samples = tokio::task::spawn_blocking(move || latencies.join()).await.ok().and_then(Result::ok).unwrap_or_default();
+    let (mut samples, mut handed) =
+        tokio::task::spawn_blocking(move || latencies.join()).await.ok().and_then(Result::ok).unwrap_or_default();
     samples.sort_unstable();
-    let at = |q: f64| samples.get(((samples.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(-1);
+    handed.sort_unstable();
+    let at = |samples: &[i64], q: f64| samples.get(((samples.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(-1);
     let produced = produced.load(Ordering::Relaxed);
     println!(
-        "{{\"target_per_second\":{rate},\"produced\":{produced},\"produced_per_second\":{:.0},\"consumed\":{},\"alert_events\":{},\"p50_ms\":{},\"p99_ms\":{},\"max_ms\":{}}}",
+        "{{\"target_per_second\":{rate},\"produced\":{produced},\"produced_per_second\":{:.0},\"consumed\":{},\"alert_events\":{},\"p50_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"handed_p50_ms\":{},\"handed_p99_ms\":{}}}",
         produced as f64 / produce_secs,
         shared.stats.records_in(),
         samples.len(),
-        at(0.5),
-        at(0.99),
-        samples.last().copied().unwrap_or(-1)
+        at(&samples, 0.5),
+        at(&samples, 0.99),
+        samples.last().copied().unwrap_or(-1),
+        at(&handed, 0.5),
+        at(&handed, 0.99),
     );
     shutdown.cancel();
     let _ = run.await;
@@ -152,8 +156,10 @@ fn produce_steadily(brokers: &str, topic: &str, rate: u64, duration: Duration, s
     produced.store(sent, Ordering::Relaxed);
 }
 
-/// Reads alert events until `stop`; each latency in ms from its window's closing record.
-fn read_alert_latencies(brokers: &str, topic: &str, stop: &AtomicBool) -> Vec<i64> {
+/// Reads alert events until `stop`; each latency in ms from its window's closing record,
+/// until read and until handed to the producer (the record's create time, which librdkafka
+/// stamps when citysense produces it — the rest is the broker's and the reader's share).
+fn read_alert_latencies(brokers: &str, topic: &str, stop: &AtomicBool) -> (Vec<i64>, Vec<i64>) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("alert-latency-reader-{}", std::process::id()))
@@ -164,15 +170,19 @@ fn read_alert_latencies(brokers: &str, topic: &str, stop: &AtomicBool) -> Vec<i6
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).expect("partition");
     consumer.assign(&partitions).expect("assign");
-    let mut out = Vec::new();
+    let (mut out, mut handed) = (Vec::new(), Vec::new());
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
         let received = wall_ms();
         let Some(event) = message.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) else { continue };
         let Some(window_end) = event["at_ms"].as_i64() else { continue };
         if event["rule"] == "pm25-minute-mean" {
-            out.push(received - (window_end + LATENESS_MS + OUT_OF_ORDERNESS_MS));
+            let closing = window_end + LATENESS_MS + OUT_OF_ORDERNESS_MS;
+            out.push(received - closing);
+            if let Some(created) = message.timestamp().to_millis() {
+                handed.push(created - closing);
+            }
         }
     }
-    out
+    (out, handed)
 }

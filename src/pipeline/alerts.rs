@@ -73,16 +73,24 @@ pub async fn run_alert_sink(
                         Err(_) => break,
                     }
                 }
-                let mut changed: Vec<String> = Vec::new();
+                // Events first: the alerts topic is what operations centres wait for; the
+                // changelog states (same count again) follow them to the broker.
+                let mut states = Vec::with_capacity(batch.len());
+                for out in &mut batch {
+                    let [event_release, state_release] = std::mem::take(&mut out.releases);
+                    producer.send_event(&out.event, event_release);
+                    states.push(state_release);
+                }
+                for (out, release) in batch.iter().zip(states) {
+                    producer.send_state(&out.state, release);
+                }
+                let mut changes = ChangeCounts::default();
+                let mut changed: Vec<String> = Vec::with_capacity(batch.len());
                 let mut superseded: Vec<AlertView> = Vec::new();
                 for out in batch {
-                    producer.send(&out.event, &out.state, out.releases);
-                    let before = store.get(&out.event.fingerprint);
-                    store.record(&out.event, &out.state);
-                    tracing::info!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
-                    if let Some(tx) = &to_influx {
-                        let _ = tx.send(out.event.clone()).await;
-                    }
+                    let before = store.record(&out.event, &out.state);
+                    tracing::debug!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
+                    changes.count(&out.event.change);
                     // Severity is a label, so Alertmanager holds one alert per severity: when
                     // the severity changes, the previous one is resolved explicitly.
                     if let Some(mut previous) = before.filter(|b| b.severity != out.event.severity && b.status != "resolved") {
@@ -90,8 +98,12 @@ pub async fn run_alert_sink(
                         previous.ends_at = Some(crate::model::rfc3339(out.event.at_ms));
                         superseded.push(previous);
                     }
-                    changed.push(out.event.fingerprint);
+                    changed.push(out.event.fingerprint.clone());
+                    if let Some(tx) = &to_influx {
+                        let _ = tx.send(out.event).await;
+                    }
                 }
+                changes.log();
                 changed.sort_unstable();
                 changed.dedup();
                 if let Some(am) = &alertmanager {
@@ -138,6 +150,29 @@ async fn write_alert_points(mut events: mpsc::Receiver<AlertEvent>, mut writer: 
         }
     }
     writer.flush(give_up.cancelled()).await;
+}
+
+/// How many events of each kind a batch held: one log line per batch, not per event (a
+/// minute boundary can close 10,000 windows; each event is on the alerts topic anyway).
+#[derive(Default)]
+struct ChangeCounts {
+    fired: usize,
+    resolved: usize,
+    other: usize,
+}
+
+impl ChangeCounts {
+    fn count(&mut self, change: &str) {
+        match change {
+            "fired" => self.fired += 1,
+            "resolved" => self.resolved += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    fn log(&self) {
+        tracing::info!(fired = self.fired, resolved = self.resolved, other = self.other, "Alert events sent");
+    }
 }
 
 /// POSTs alerts to Alertmanager's v2 API; failures are logged (the alerts topic is the

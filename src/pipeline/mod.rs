@@ -210,14 +210,19 @@ async fn send_alerts(
     events: &mpsc::Sender<alerts::AlertOut>,
     offsets: &Arc<Mutex<OffsetTracker>>,
 ) {
+    if pending.is_empty() {
+        return;
+    }
+    {
+        let mut o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+        for (source, offset) in pending.iter().filter_map(|alert| alert.hold) {
+            o.hold(source, offset);
+            o.hold(source, offset);
+        }
+    }
     for alert in pending {
         let releases = match alert.hold {
             Some((source, offset)) => {
-                {
-                    let mut o = offsets.lock().unwrap_or_else(|e| e.into_inner());
-                    o.hold(source, offset);
-                    o.hold(source, offset);
-                }
                 let release = |offsets: Arc<Mutex<OffsetTracker>>| {
                     Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(source, offset)))
                 };
@@ -367,12 +372,12 @@ async fn run_sensor_stage(
                     }
                 }
                 processor.tick(wall_ms(), &mut emitted);
+                if let Some(events) = &alerting.events {
+                    send_alerts(processor.take_alerts(), events, &offsets).await;
+                }
                 forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
                 if let Some(aggregates) = &aggregates {
                     announce_watermarks(&processor, &source, aggregates, &mut announced);
-                }
-                if let Some(events) = &alerting.events {
-                    send_alerts(processor.take_alerts(), events, &offsets).await;
                 }
                 shared.stats.tracked_sensors.store(processor.tracked_sensors() as u64, Ordering::Relaxed);
                 *shared.stats.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()) = source.lag();
@@ -452,12 +457,14 @@ async fn run_sensor_stage(
                     }
                     offsets_now.consumed(partition, message.offset());
                 }
-                // The windows closed in the batch hold their offsets from here; nothing
-                // commits in between (commits happen on the tick, in this same task).
-                forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
+                // Alerts first (they are what operations wait for; a minute boundary closes
+                // thousands of windows whose encoding would otherwise come before them), then
+                // the windows. Both hold their offsets from here; nothing commits in between
+                // (commits happen on the tick, in this same task).
                 if let Some(events) = &alerting.events {
                     send_alerts(processor.take_alerts(), events, &offsets).await;
                 }
+                forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
             }
         }
     }

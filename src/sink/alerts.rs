@@ -3,7 +3,7 @@
 //! the in-memory `AlertStore` behind the API and its server-sent events; and an
 //! Alertmanager-compatible webhook.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -16,9 +16,6 @@ use tokio::sync::broadcast;
 
 use crate::alert::{AlertEvent, AlertState};
 use crate::model::rfc3339;
-
-/// Recent events kept for `/api/v1/alerts?status=all` and late SSE subscribers.
-const RECENT_EVENTS: usize = 10_000;
 
 /// Runs once the broker has the record: releases the input offset it held.
 pub struct Release(pub Box<dyn FnOnce() + Send + Sync>);
@@ -89,19 +86,22 @@ impl AlertProducer {
         Ok(AlertProducer { producer, topic: topic.to_owned(), changelog: changelog.to_owned(), protobuf })
     }
 
-    /// Sends the event and the state; each delivery runs one of the two releases.
     /// Sends the events and states whose delivery failed again.
     pub fn resend_failed(&self) -> usize {
         self.producer.context().redelivery.resend(&self.producer)
     }
 
-    pub fn send(&self, event: &AlertEvent, state: &AlertState, releases: [Option<Release>; 2]) {
-        let [first, second] = releases;
-        let event_json =
+    /// Sends the event to the alerts topic; its delivery runs `release`.
+    pub fn send_event(&self, event: &AlertEvent, release: Option<Release>) {
+        let payload =
             if self.protobuf { prost::Message::encode_to_vec(&to_proto(event)) } else { serde_json::to_vec(event).unwrap_or_default() };
-        let state_json = serde_json::to_vec(state).unwrap_or_default();
-        self.produce(&self.topic, &event.fingerprint, &event_json, first);
-        self.produce(&self.changelog, &state.fingerprint, &state_json, second);
+        self.produce(&self.topic, &event.fingerprint, &payload, release);
+    }
+
+    /// Sends the alert's state to the changelog; its delivery runs `release`.
+    pub fn send_state(&self, state: &AlertState, release: Option<Release>) {
+        let payload = serde_json::to_vec(state).unwrap_or_default();
+        self.produce(&self.changelog, &state.fingerprint, &payload, release);
     }
 
     fn produce(&self, topic: &str, key: &str, payload: &[u8], release: Option<Release>) {
@@ -146,18 +146,18 @@ pub struct AlertView {
 #[derive(Debug)]
 pub struct AlertStore {
     alerts: RwLock<BTreeMap<String, AlertView>>,
-    recent: RwLock<VecDeque<AlertEvent>>,
     events: broadcast::Sender<AlertEvent>,
 }
 
 impl Default for AlertStore {
     fn default() -> Self {
-        AlertStore { alerts: RwLock::new(BTreeMap::new()), recent: RwLock::new(VecDeque::new()), events: broadcast::channel(1024).0 }
+        AlertStore { alerts: RwLock::new(BTreeMap::new()), events: broadcast::channel(1024).0 }
     }
 }
 
 impl AlertStore {
-    pub fn record(&self, event: &AlertEvent, state: &AlertState) {
+    /// Records an event as its alert's current view; returns the view it replaces.
+    pub fn record(&self, event: &AlertEvent, state: &AlertState) -> Option<AlertView> {
         let view = AlertView {
             fingerprint: event.fingerprint.clone(),
             event_id: event.event_id.clone(),
@@ -178,13 +178,12 @@ impl AlertStore {
             acknowledged_by: event.acknowledged_by.clone(),
             flapping: state.flapping,
         };
-        self.alerts.write().unwrap_or_else(|e| e.into_inner()).insert(event.fingerprint.clone(), view);
-        let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == RECENT_EVENTS {
-            recent.pop_front();
+        let previous = self.alerts.write().unwrap_or_else(|e| e.into_inner()).insert(event.fingerprint.clone(), view);
+        // Copied for the server-sent event streams only while someone listens.
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event.clone());
         }
-        recent.push_back(event.clone());
-        let _ = self.events.send(event.clone());
+        previous
     }
 
     /// Seeds the store from a restored state (no new event).
@@ -230,10 +229,6 @@ impl AlertStore {
 
     pub fn get(&self, fingerprint: &str) -> Option<AlertView> {
         self.alerts.read().unwrap_or_else(|e| e.into_inner()).get(fingerprint).cloned()
-    }
-
-    pub fn recent(&self) -> Vec<AlertEvent> {
-        self.recent.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {

@@ -1,0 +1,97 @@
+//! Runs the in-process core (the `core` criterion bench's loop) on a fixed input for a
+//! number of passes, for profilers: almost every sample lands in `Processor::process`.
+//! With `alerts`, the input is the alert-latency bench's instead: one 1-minute window and a
+//! threshold rule that every window fires or resolves (every close makes an alert event).
+//! `cargo build --release --example core_profile && perf record -g target/release/examples/core_profile 10000 protobuf 5 [alerts]`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use citysense::alert::rules::parse_rules;
+use citysense::config::Settings;
+use citysense::decode::Format;
+use citysense::model::Kind;
+use citysense::pipeline::core::{CoreSettings, InputRecord, Processor, SourcePartition};
+use citysense::registry::Registry;
+use citysense::sim::{City, FaultRates, Generator, SimFormat};
+use citysense::sink::line_protocol::encode_window;
+use citysense::window::WindowSpec;
+
+const START: i64 = 1_795_593_600_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let sensors: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let format = if args.get(2).is_some_and(|f| f == "json") { SimFormat::Json } else { SimFormat::Protobuf };
+    let passes: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let count = 30 * sensors;
+
+    let alerts = args.get(4).is_some_and(|a| a == "alerts");
+    let mut settings = CoreSettings::from(&Settings::defaults());
+    settings.decoder.limits.max_age_ms = None;
+    let input = if alerts {
+        settings.windows[Kind::Pm25.index()] = vec![WindowSpec::tumbling("1m", 60_000)];
+        settings.alert_rules = parse_rules(ALERT_RULE, "bench").expect("the bench rule parses");
+        alternating(sensors, count)
+    } else {
+        let mut city = City::generate(sensors * 3);
+        city.sensors.retain(|s| s.kind == Kind::Pm25);
+        city.sensors.truncate(sensors);
+        let mut generator = Generator::new(city, 1, START, format, FaultRates::NONE);
+        generator.set_interval(10_000);
+        let mut input = Vec::with_capacity(count);
+        generator.emit_count(count, &mut input);
+        input.truncate(count);
+        input.into_iter().map(|r| (r.payload, r.content_type)).collect()
+    };
+    for pass in 0..passes {
+        let mut processor = Processor::new(settings.clone(), Arc::new(Registry::empty()));
+        let (mut emitted, mut lines, mut windows, mut events) = (Vec::new(), String::with_capacity(1 << 16), 0usize, 0usize);
+        let started = Instant::now();
+        for (offset, r) in input.iter().enumerate() {
+            let record = InputRecord {
+                source: SourcePartition { kind: Kind::Pm25, partition: 0 },
+                offset: offset as i64,
+                format: Format::Auto,
+                payload: Some(&r.0),
+                content_type: Some(r.1),
+            };
+            let _ = processor.process(record, START + 86_400_000, &mut emitted);
+            events += processor.take_alerts().len();
+            for e in emitted.drain(..) {
+                encode_window(&e.window, &mut lines);
+                windows += 1;
+            }
+            lines.clear();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "pass {pass}: {} readings, {windows} windows closed, {events} alert events, {:.0} readings/s",
+            input.len(),
+            input.len() as f64 / seconds
+        );
+    }
+}
+
+const ALERT_RULE: &str = r#"[[rule]]
+id = "pm25-minute-mean"
+kind = "pm25"
+scope = "sensor"
+type = "threshold"
+window = "1m"
+field = "mean"
+levels = [{ severity = "warning", trigger = 100, clear = 50 }]
+"#;
+
+/// `count` JSON readings of `sensors` sensors every 10 s: 200 µg/m³ in even minutes, 20 in
+/// odd ones, so every 1-minute window fires or resolves the rule.
+fn alternating(sensors: usize, count: usize) -> Vec<(Vec<u8>, &'static str)> {
+    (0..count)
+        .map(|i| {
+            let ts = START + (i / sensors) as i64 * 10_000;
+            let value = if (ts / 60_000) % 2 == 0 { 200 } else { 20 };
+            let payload = format!(r#"{{"sensor_id":"lat-pm-{:06}","ts":{ts},"value":{value},"unit":"ug/m3"}}"#, i % sensors);
+            (payload.into_bytes(), "application/json")
+        })
+        .collect()
+}
