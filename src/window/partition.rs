@@ -102,6 +102,10 @@ struct SensorState {
     /// (event time, sequence number) of the records accepted, ascending by event time;
     /// pruned once every window they fed can no longer change.
     accepted: VecDeque<(i64, Option<u64>)>,
+    /// At least the largest sequence number in `accepted` (None: not known since a restore),
+    /// so that a reading with a newer one is not searched for.
+    #[serde(skip)]
+    seq_bound: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -193,20 +197,37 @@ fn expiry(pane_end_ms: i64, spec: &WindowSpec, timing: &WindowTiming) -> i64 {
 
 impl SensorState {
     fn new(id: Arc<str>, specs: usize) -> Self {
-        SensorState { id, area: Area::default(), specs: (0..specs).map(|_| SpecPanes::new()).collect(), accepted: VecDeque::new() }
+        SensorState {
+            id,
+            area: Area::default(),
+            specs: (0..specs).map(|_| SpecPanes::new()).collect(),
+            accepted: VecDeque::new(),
+            seq_bound: None,
+        }
     }
 
     /// Why a reading at `ts_ms` with `seq` repeats one already accepted, if it does.
     fn duplicate(&self, ts_ms: i64, seq: Option<u64>) -> Option<String> {
-        if self.accepted.binary_search_by_key(&ts_ms, |(ts, _)| *ts).is_ok() {
+        // Readings mostly come in order: one newer than every accepted one (the last is the
+        // newest) repeats no timestamp, and one with a sequence number above the bound
+        // repeats no sequence number, without a search through the sensor's history.
+        let newest = self.accepted.back().is_none_or(|(last, _)| ts_ms > *last);
+        if !newest && self.accepted.binary_search_by_key(&ts_ms, |(ts, _)| *ts).is_ok() {
             return Some(format!("sensor {} already sent ts {ts_ms}", self.id));
         }
         let seq = seq?;
+        if self.accepted.is_empty() || self.seq_bound.is_some_and(|bound| seq > bound) {
+            return None;
+        }
         let (ts, _) = self.accepted.iter().find(|(_, s)| *s == Some(seq))?;
         Some(format!("sensor {} already sent seq {seq} (ts {ts})", self.id))
     }
 
     fn accept(&mut self, ts_ms: i64, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            let bound = self.seq_bound.unwrap_or_else(|| self.accepted.iter().filter_map(|(_, s)| *s).max().unwrap_or(0));
+            self.seq_bound = Some(bound.max(seq));
+        }
         match self.accepted.back() {
             Some((last, _)) if *last > ts_ms => {
                 let at = self.accepted.partition_point(|(ts, _)| *ts < ts_ms);
@@ -631,6 +652,26 @@ mod tests {
         assert_eq!(h.add(reading("a", 10_000, 2.0, None)), Err(Reason::Duplicate));
         assert_eq!(h.add(reading("a", 11_000, 2.0, Some(7))), Err(Reason::Duplicate));
         h.add(reading("b", 10_000, 2.0, Some(7))).unwrap();
+    }
+
+    #[test]
+    fn a_sequence_number_repeats_only_when_accepted_before_in_any_order_and_after_a_restore() {
+        let mut h = Harness::new(minute(), 10);
+        h.add(reading("a", 10_000, 1.0, Some(7))).unwrap();
+        h.add(reading("a", 12_000, 1.0, Some(9))).unwrap();
+        h.add(reading("a", 11_000, 1.0, Some(8))).unwrap();
+        assert_eq!(h.add(reading("a", 13_000, 1.0, Some(8))), Err(Reason::Duplicate), "newest timestamp, old sequence number");
+        assert_eq!(h.add(reading("a", 11_500, 1.0, Some(9))), Err(Reason::Duplicate));
+        h.add(reading("a", 14_000, 1.0, Some(3))).unwrap(); // below the bound but never sent (a counter reset)
+        let snapshot = h.windows.snapshot();
+        h.windows =
+            PartitionWindows::restore(Kind::Pm25, minute().into(), timing(), 0, &snapshot, &mut SensorBudget { tracked: 0, cap: 10 })
+                .unwrap();
+        assert_eq!(h.add(reading("a", 15_000, 1.0, Some(9))), Err(Reason::Duplicate), "after a restore");
+        assert_eq!(h.add(reading("a", 15_000, 1.0, Some(3))), Err(Reason::Duplicate), "after a restore");
+        h.add(reading("a", 15_000, 1.0, Some(10))).unwrap();
+        assert_eq!(h.add(reading("a", 16_000, 1.0, Some(10))), Err(Reason::Duplicate));
+        h.add(reading("a", 16_000, 1.0, Some(11))).unwrap();
     }
 
     #[test]
