@@ -40,19 +40,7 @@ async fn main() {
     let (rate, seconds, sensors): (u64, u64, usize) =
         (rate.parse().expect("a rate"), seconds.parse().expect("seconds"), sensors.parse().expect("a sensor count"));
     let rules = std::env::temp_dir().join(format!("alert-latency-rules-{}.toml", std::process::id()));
-    std::fs::write(
-        &rules,
-        r#"[[rule]]
-id = "pm25-minute-mean"
-kind = "pm25"
-scope = "sensor"
-type = "threshold"
-window = "1m"
-field = "mean"
-levels = [{ severity = "warning", trigger = 100, clear = 50 }]
-"#,
-    )
-    .expect("rules file written");
+    std::fs::write(&rules, include_str!("common/minute_mean_rule.toml")).expect("rules file written");
     let sections = format!(
         r#"
 [windows]

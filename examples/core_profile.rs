@@ -73,15 +73,7 @@ fn main() {
     }
 }
 
-const ALERT_RULE: &str = r#"[[rule]]
-id = "pm25-minute-mean"
-kind = "pm25"
-scope = "sensor"
-type = "threshold"
-window = "1m"
-field = "mean"
-levels = [{ severity = "warning", trigger = 100, clear = 50 }]
-"#;
+const ALERT_RULE: &str = include_str!("common/minute_mean_rule.toml");
 
 /// `count` JSON readings of `sensors` sensors every 10 s: 200 µg/m³ in even minutes, 20 in
 /// odd ones, so every 1-minute window fires or resolves the rule.
