@@ -85,20 +85,23 @@ pub async fn run_alert_sink(
                     producer.send_state(&out.state, release);
                 }
                 let mut changes = ChangeCounts::default();
-                let mut changed: Vec<String> = Vec::with_capacity(batch.len());
+                // What Alertmanager is told about (kept only when it is configured).
+                let mut changed: Vec<String> = Vec::new();
                 let mut superseded: Vec<AlertView> = Vec::new();
                 for out in batch {
                     let before = store.record(&out.event, &out.state);
                     tracing::debug!(rule = %out.event.rule, key = %out.event.scope_key, change = %out.event.change, severity = %out.event.severity, "Alert");
                     changes.count(&out.event.change);
-                    // Severity is a label, so Alertmanager holds one alert per severity: when
-                    // the severity changes, the previous one is resolved explicitly.
-                    if let Some(mut previous) = before.filter(|b| b.severity != out.event.severity && b.status != "resolved") {
-                        previous.status = "resolved".to_owned();
-                        previous.ends_at = Some(crate::model::rfc3339(out.event.at_ms));
-                        superseded.push(previous);
+                    if alertmanager.is_some() {
+                        // Severity is a label, so Alertmanager holds one alert per severity:
+                        // when the severity changes, the previous one is resolved explicitly.
+                        if let Some(mut previous) = before.filter(|b| b.severity != out.event.severity && b.status != "resolved") {
+                            previous.status = "resolved".to_owned();
+                            previous.ends_at = Some(crate::model::rfc3339(out.event.at_ms));
+                            superseded.push(previous);
+                        }
+                        changed.push(out.event.fingerprint.clone());
                     }
-                    changed.push(out.event.fingerprint.clone());
                     if let Some(tx) = &to_influx {
                         let _ = tx.send(out.event).await;
                     }
