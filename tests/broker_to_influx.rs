@@ -169,15 +169,18 @@ async fn windows_in_influx_match_a_naive_reference_and_bad_records_are_dead_lett
     let mut city = City::generate(40);
     for sensor in &mut city.sensors {
         sensor.id = format!("{run}-{}", sensor.id);
-        sensor.area.grid = format!("{run}-{}", sensor.area.grid);
-        sensor.area.street = format!("{run}-{}", sensor.area.street);
-        sensor.area.district = format!("{run}-{}", sensor.area.district);
+        sensor.area.grid = format!("{run}-{}", sensor.area.grid).into();
+        sensor.area.street = format!("{run}-{}", sensor.area.street).into();
+        sensor.area.district = format!("{run}-{}", sensor.area.district).into();
     }
     let start = (wall_ms() - 2 * 3_600_000) / MINUTE * MINUTE;
     let faults =
         FaultRates { malformed: 0.01, unknown_unit: 0.01, out_of_range: 0.01, non_finite: 0.01, duplicate: 0.01, late: 0.01, future: 0.01 };
-    let sensor_areas: HashMap<String, (String, String, String)> =
-        city.sensors.iter().map(|s| (s.id.clone(), (s.area.grid.clone(), s.area.street.clone(), s.area.district.clone()))).collect();
+    let sensor_areas: HashMap<String, (String, String, String)> = city
+        .sensors
+        .iter()
+        .map(|s| (s.id.clone(), (s.area.grid.to_string(), s.area.street.to_string(), s.area.district.to_string())))
+        .collect();
     let mut generator = Generator::new(city, 7, start, SimFormat::Mixed, faults);
     generator.set_interval(10_000);
     let mut records = Vec::new();

@@ -67,12 +67,14 @@ impl AlertInput<'_> {
     fn area(&self) -> Area {
         match self {
             AlertInput::Window(w) => w.area.clone(),
-            AlertInput::Peer(p) => Area { grid: p.grid.clone(), street: p.street.clone(), district: p.district.clone() },
+            AlertInput::Peer(p) => {
+                Area { grid: p.grid.as_str().into(), street: p.street.as_str().into(), district: p.district.as_str().into() }
+            }
             AlertInput::Area(a) => {
-                let mut area = Area { district: a.district.clone(), ..Area::default() };
+                let mut area = Area { district: a.district.as_str().into(), ..Area::default() };
                 match a.level {
-                    AreaLevel::Grid => area.grid = a.area.clone(),
-                    AreaLevel::Street => area.street = a.area.clone(),
+                    AreaLevel::Grid => area.grid = a.area.as_str().into(),
+                    AreaLevel::Street => area.street = a.area.as_str().into(),
                     AreaLevel::District => {}
                 }
                 area
@@ -428,7 +430,7 @@ fn event(state: &AlertState, change: &str, severity: Severity, at_ms: i64, descr
     labels.insert("severity".to_owned(), severity.as_str().to_owned());
     for (k, v) in [("district", &state.area.district), ("street", &state.area.street), ("grid", &state.area.grid)] {
         if !v.is_empty() {
-            labels.insert(k.to_owned(), v.clone());
+            labels.insert(k.to_owned(), v.to_string());
         }
     }
     labels.insert(if state.scope == "sensor" { "sensor_id".to_owned() } else { state.scope.clone() }, state.scope_key.clone());
@@ -450,9 +452,9 @@ fn event(state: &AlertState, change: &str, severity: Severity, at_ms: i64, descr
         at_ms,
         scope: state.scope.clone(),
         scope_key: state.scope_key.clone(),
-        grid: state.area.grid.clone(),
-        street: state.area.street.clone(),
-        district: state.area.district.clone(),
+        grid: state.area.grid.to_string(),
+        street: state.area.street.to_string(),
+        district: state.area.district.to_string(),
         value: state.value,
         threshold: state.threshold,
         window: state.window.clone(),

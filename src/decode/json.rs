@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use smol_str::SmolStr;
 
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
@@ -12,44 +13,44 @@ use crate::model::Area;
 
 #[derive(Deserialize)]
 struct JsonReading {
-    sensor_id: String,
-    kind: Option<String>,
+    sensor_id: SmolStr,
+    kind: Option<SmolStr>,
     ts: Timestamp,
     value: Number,
-    unit: String,
+    unit: SmolStr,
     #[serde(default)]
-    grid: String,
+    grid: SmolStr,
     #[serde(default)]
-    street: String,
+    street: SmolStr,
     #[serde(default)]
-    district: String,
+    district: SmolStr,
     lat: Option<f64>,
     lon: Option<f64>,
     #[serde(default)]
-    vendor: String,
+    vendor: SmolStr,
     seq: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct JsonPileStatus {
-    pile_id: String,
+    pile_id: SmolStr,
     #[serde(default)]
     connector: u32,
     ts: Timestamp,
-    status: String,
+    status: SmolStr,
     #[serde(default)]
-    error_code: String,
+    error_code: SmolStr,
     power_kw: Option<Number>,
     #[serde(default)]
-    grid: String,
+    grid: SmolStr,
     #[serde(default)]
-    street: String,
+    street: SmolStr,
     #[serde(default)]
-    district: String,
+    district: SmolStr,
     lat: Option<f64>,
     lon: Option<f64>,
     #[serde(default)]
-    vendor: String,
+    vendor: SmolStr,
     seq: Option<u64>,
 }
 
@@ -74,7 +75,7 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
     let json: JsonPileStatus = serde_json::from_slice(bytes).map_err(classify)?;
     Ok(RawRecord {
         id: json.pile_id,
-        kind: Some("charging".to_owned()),
+        kind: Some(SmolStr::new_static("charging")),
         ts_ms: json.ts.0,
         body: RawBody::Pile {
             connector: json.connector,

@@ -1,6 +1,6 @@
 //! Bytes → `Reading` or `Rejection`. Never panics and never does I/O: bad input is data,
 //! not an error path. Submodules: `json` and `protobuf` (wire formats → `RawRecord`),
-//! `units` (normalisation), `validate` (range and time checks), `rejection` (reasons).
+//! `wire` (the borrowing protobuf reader), `units` (normalisation), `validate` (range and time checks), `rejection` (reasons).
 
 pub mod json;
 pub mod protobuf;
@@ -8,6 +8,7 @@ pub mod raw;
 pub mod rejection;
 pub mod units;
 pub mod validate;
+mod wire;
 
 pub use raw::{RawBody, RawRecord};
 pub use rejection::{Reason, Rejection};

@@ -2,50 +2,92 @@
 //! "missing": an empty id, unit or status, or a zero timestamp, counts as a missing field,
 //! so a protobuf record is held to the same schema as its JSON twin.
 
-use prost::Message;
+use smol_str::SmolStr;
 
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
+use super::wire::{Fields, WireError};
 use crate::model::Area;
-use crate::proto;
 
+/// `citysense.v1.Reading` (proto/citysense/v1/reading.proto), field by field.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
-    let msg = proto::Reading::decode(bytes).map_err(undecodable)?;
-    require("sensor_id", !msg.sensor_id.is_empty())?;
-    require("ts_ms", msg.ts_ms != 0)?;
-    require("unit", !msg.unit.is_empty())?;
+    let mut fields = Fields::new(bytes);
+    let (mut id, mut kind, mut unit, mut vendor) = ("", "", "", "");
+    let (mut ts_ms, mut value, mut lat, mut lon, mut seq) = (0i64, 0.0f64, None, None, None);
+    let mut area = [""; 3];
+    while let Some((field, v)) = fields.next_field().map_err(undecodable)? {
+        match field {
+            1 => id = v.string().map_err(undecodable)?,
+            2 => kind = v.string().map_err(undecodable)?,
+            3 => ts_ms = v.varint().map_err(undecodable)? as i64,
+            4 => value = v.double().map_err(undecodable)?,
+            5 => unit = v.string().map_err(undecodable)?,
+            6..=8 => area[(field - 6) as usize] = v.string().map_err(undecodable)?,
+            9 => lat = Some(v.double().map_err(undecodable)?),
+            10 => lon = Some(v.double().map_err(undecodable)?),
+            11 => vendor = v.string().map_err(undecodable)?,
+            12 => seq = Some(v.varint().map_err(undecodable)?),
+            _ => {}
+        }
+    }
+    require("sensor_id", !id.is_empty())?;
+    require("ts_ms", ts_ms != 0)?;
+    require("unit", !unit.is_empty())?;
     Ok(RawRecord {
-        id: msg.sensor_id,
-        kind: (!msg.kind.is_empty()).then_some(msg.kind),
-        ts_ms: msg.ts_ms,
-        body: RawBody::Level { value: msg.value, unit: msg.unit },
-        area: Area { grid: msg.grid, street: msg.street, district: msg.district },
-        lat: msg.lat,
-        lon: msg.lon,
-        vendor: msg.vendor,
-        seq: msg.seq,
+        id: SmolStr::new(id),
+        kind: (!kind.is_empty()).then(|| SmolStr::new(kind)),
+        ts_ms,
+        body: RawBody::Level { value, unit: SmolStr::new(unit) },
+        area: area_of(area),
+        lat,
+        lon,
+        vendor: SmolStr::new(vendor),
+        seq,
     })
 }
 
+/// `citysense.v1.ChargingStatus`, field by field.
 pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
-    let msg = proto::ChargingStatus::decode(bytes).map_err(undecodable)?;
-    require("pile_id", !msg.pile_id.is_empty())?;
-    require("ts_ms", msg.ts_ms != 0)?;
-    require("status", !msg.status.is_empty())?;
+    let mut fields = Fields::new(bytes);
+    let (mut id, mut status, mut error_code, mut vendor) = ("", "", "", "");
+    let (mut connector, mut ts_ms, mut power_kw, mut seq) = (0u32, 0i64, None, None);
+    let mut area = [""; 3];
+    while let Some((field, v)) = fields.next_field().map_err(undecodable)? {
+        match field {
+            1 => id = v.string().map_err(undecodable)?,
+            // uint32 on the wire is a varint; prost keeps its low 32 bits.
+            2 => connector = v.varint().map_err(undecodable)? as u32,
+            3 => ts_ms = v.varint().map_err(undecodable)? as i64,
+            4 => status = v.string().map_err(undecodable)?,
+            5 => error_code = v.string().map_err(undecodable)?,
+            6 => power_kw = Some(v.double().map_err(undecodable)?),
+            7..=9 => area[(field - 7) as usize] = v.string().map_err(undecodable)?,
+            10 => vendor = v.string().map_err(undecodable)?,
+            11 => seq = Some(v.varint().map_err(undecodable)?),
+            _ => {}
+        }
+    }
+    require("pile_id", !id.is_empty())?;
+    require("ts_ms", ts_ms != 0)?;
+    require("status", !status.is_empty())?;
     Ok(RawRecord {
-        id: msg.pile_id,
-        kind: Some("charging".to_owned()),
-        ts_ms: msg.ts_ms,
-        body: RawBody::Pile { connector: msg.connector, status: msg.status, error_code: msg.error_code, power_kw: msg.power_kw },
-        area: Area { grid: msg.grid, street: msg.street, district: msg.district },
+        id: SmolStr::new(id),
+        kind: Some(SmolStr::new_static("charging")),
+        ts_ms,
+        body: RawBody::Pile { connector, status: SmolStr::new(status), error_code: SmolStr::new(error_code), power_kw },
+        area: area_of(area),
         lat: None,
         lon: None,
-        vendor: msg.vendor,
-        seq: msg.seq,
+        vendor: SmolStr::new(vendor),
+        seq,
     })
 }
 
-fn undecodable(err: prost::DecodeError) -> Rejection {
+fn area_of([grid, street, district]: [&str; 3]) -> Area {
+    Area { grid: SmolStr::new(grid), street: SmolStr::new(street), district: SmolStr::new(district) }
+}
+
+fn undecodable(err: WireError) -> Rejection {
     Rejection::new(Reason::Undecodable, format!("not a protobuf message: {err}"))
 }
 
@@ -59,7 +101,10 @@ fn require(field: &str, present: bool) -> Result<(), Rejection> {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
+    use crate::proto;
 
     #[test]
     fn a_reading_round_trips_through_protobuf() {
@@ -92,5 +137,155 @@ mod tests {
     fn garbage_is_undecodable() {
         let err = decode_reading(&[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap_err();
         assert_eq!(err.reason, Reason::Undecodable);
+    }
+
+    /// What prost's generated decoder makes of the bytes, held to the same schema: the
+    /// reference the borrowing reader must match.
+    fn prost_reading(bytes: &[u8]) -> Result<RawRecord, Reason> {
+        let msg = proto::Reading::decode(bytes).map_err(|_| Reason::Undecodable)?;
+        if msg.sensor_id.is_empty() || msg.ts_ms == 0 || msg.unit.is_empty() {
+            return Err(Reason::Schema);
+        }
+        Ok(RawRecord {
+            id: msg.sensor_id.into(),
+            kind: (!msg.kind.is_empty()).then(|| msg.kind.into()),
+            ts_ms: msg.ts_ms,
+            body: RawBody::Level { value: msg.value, unit: msg.unit.into() },
+            area: Area { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
+            lat: msg.lat,
+            lon: msg.lon,
+            vendor: msg.vendor.into(),
+            seq: msg.seq,
+        })
+    }
+
+    fn prost_pile_status(bytes: &[u8]) -> Result<RawRecord, Reason> {
+        let msg = proto::ChargingStatus::decode(bytes).map_err(|_| Reason::Undecodable)?;
+        if msg.pile_id.is_empty() || msg.ts_ms == 0 || msg.status.is_empty() {
+            return Err(Reason::Schema);
+        }
+        Ok(RawRecord {
+            id: msg.pile_id.into(),
+            kind: Some("charging".into()),
+            ts_ms: msg.ts_ms,
+            body: RawBody::Pile {
+                connector: msg.connector,
+                status: msg.status.into(),
+                error_code: msg.error_code.into(),
+                power_kw: msg.power_kw,
+            },
+            area: Area { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
+            lat: None,
+            lon: None,
+            vendor: msg.vendor.into(),
+            seq: msg.seq,
+        })
+    }
+
+    /// Outcomes compared by their debug text, so that NaN values from mutated bytes match.
+    fn outcome(result: Result<RawRecord, Reason>) -> String {
+        format!("{result:?}")
+    }
+
+    fn mutate(mut bytes: Vec<u8>, how: u8, at: usize, byte: u8, extra: &[u8]) -> Vec<u8> {
+        let at = if bytes.is_empty() { 0 } else { at % bytes.len() };
+        match how % 5 {
+            0 => {}
+            1 => bytes.truncate(at),
+            2 => {
+                if let Some(b) = bytes.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            3 => bytes.extend_from_slice(extra),
+            _ => bytes.splice(at..at, extra.iter().copied()).for_each(drop),
+        }
+        bytes
+    }
+
+    fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    /// Raw fields of any number and wire type: known fields with the wrong wire type,
+    /// unknown ones, groups, bad UTF-8.
+    fn raw_fields(fields: &[(u32, u8, u64, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (field, wire_type, number, bytes) in fields {
+            put_varint(&mut out, u64::from(field << 3 | u32::from(*wire_type)));
+            match wire_type {
+                0 => put_varint(&mut out, *number),
+                1 => out.extend_from_slice(&number.to_le_bytes()),
+                2 => {
+                    put_varint(&mut out, bytes.len() as u64);
+                    out.extend_from_slice(bytes);
+                }
+                3 => put_varint(&mut out, u64::from(field << 3 | 4)),
+                5 => out.extend_from_slice(&number.to_le_bytes()[..4]),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_borrowing_reader_agrees_with_prost_on_any_fields(
+            fields in proptest::collection::vec(
+                (1u32..16, proptest::prop_oneof![8 => 0u8..4, 1 => 4u8..8], proptest::prelude::any::<u64>(),
+                 proptest::collection::vec(proptest::prop_oneof![4 => 0x20u8..0x7f, 1 => proptest::prelude::any::<u8>()], 0..6)),
+                0..14),
+        ) {
+            let bytes = raw_fields(&fields);
+            proptest::prop_assert_eq!(outcome(decode_reading(&bytes).map_err(|r| r.reason)), outcome(prost_reading(&bytes)), "bytes {:?}", bytes);
+            proptest::prop_assert_eq!(
+                outcome(decode_pile_status(&bytes).map_err(|r| r.reason)), outcome(prost_pile_status(&bytes)), "bytes {:?}", bytes
+            );
+        }
+
+        #[test]
+        fn the_borrowing_reader_agrees_with_prost_on_readings(
+            id in "[a-z0-9-]{0,30}", kind in "(pm25|dust|water|)", ts in proptest::prelude::any::<i64>(),
+            value in proptest::prelude::any::<f64>(), unit in "(ug/m3|mg/m3|m|)", grid in "\\PC{0,8}",
+            lat in proptest::option::of(-90.0f64..90.0), seq in proptest::option::of(proptest::prelude::any::<u64>()),
+            how in 0u8..5, at in 0usize..200, byte in proptest::prelude::any::<u8>(),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+        ) {
+            let msg = proto::Reading { sensor_id: id, kind, ts_ms: ts, value, unit, grid, lat, seq, vendor: "acme".into(), ..Default::default() };
+            let bytes = mutate(msg.encode_to_vec(), how, at, byte, &extra);
+            let ours = decode_reading(&bytes).map_err(|r| r.reason);
+            proptest::prop_assert_eq!(outcome(ours), outcome(prost_reading(&bytes)), "bytes {:?}", bytes);
+        }
+
+        #[test]
+        fn the_borrowing_reader_agrees_with_prost_on_pile_statuses(
+            id in "[a-z0-9-]{0,30}", connector in proptest::prelude::any::<u32>(), ts in proptest::prelude::any::<i64>(),
+            status in "(Available|Charging|Faulted|)", power in proptest::option::of(0.0f64..500.0),
+            how in 0u8..5, at in 0usize..200, byte in proptest::prelude::any::<u8>(),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+        ) {
+            let msg = proto::ChargingStatus {
+                pile_id: id, connector, ts_ms: ts, status, power_kw: power, district: "chaoyang".into(), seq: Some(3), ..Default::default()
+            };
+            let bytes = mutate(msg.encode_to_vec(), how, at, byte, &extra);
+            let ours = decode_pile_status(&bytes).map_err(|r| r.reason);
+            proptest::prop_assert_eq!(outcome(ours), outcome(prost_pile_status(&bytes)), "bytes {:?}", bytes);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_groups_are_skipped_and_stray_end_groups_refused() {
+        let mut bytes = proto::Reading { sensor_id: "a".into(), ts_ms: 5, unit: "m".into(), ..Default::default() }.encode_to_vec();
+        // field 20 as a group holding a varint and a nested group, then field 21 as fixed32.
+        bytes.extend_from_slice(&[0xa3, 0x01, 0x08, 0x01, 0xab, 0x01, 0xac, 0x01, 0xa4, 0x01, 0xad, 0x01, 1, 2, 3, 4]);
+        assert_eq!(outcome(decode_reading(&bytes).map_err(|r| r.reason)), outcome(prost_reading(&bytes)));
+        assert!(decode_reading(&bytes).is_ok());
+        bytes.extend_from_slice(&[0xa4, 0x01]);
+        assert_eq!(decode_reading(&bytes).unwrap_err().reason, Reason::Undecodable);
+        assert!(prost_reading(&bytes).is_err());
     }
 }

@@ -133,6 +133,8 @@ pub fn format_ms(ts_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use smol_str::SmolStr;
+
     use super::*;
     use crate::model::Area;
     use crate::registry::SensorInfo;
@@ -142,7 +144,7 @@ mod tests {
     fn level(kind: Option<&str>, value: f64, unit: &str) -> RawRecord {
         RawRecord {
             id: "s1".into(),
-            kind: kind.map(str::to_owned),
+            kind: kind.map(SmolStr::new),
             ts_ms: NOW - 1000,
             body: RawBody::Level { value, unit: unit.into() },
             area: Area { grid: "g".into(), street: "s".into(), district: "d".into() },
@@ -222,7 +224,7 @@ mod tests {
     #[test]
     fn unknown_pile_statuses_are_refused() {
         let raw = RawRecord {
-            body: RawBody::Pile { connector: 1, status: "Exploded".into(), error_code: String::new(), power_kw: None },
+            body: RawBody::Pile { connector: 1, status: "Exploded".into(), error_code: SmolStr::default(), power_kw: None },
             ..level(Some("charging"), 0.0, "")
         };
         assert_eq!(check(raw, Kind::Charging).unwrap_err().reason, Reason::UnknownStatus);

@@ -1,13 +1,17 @@
 //! A reading after decoding, unit normalisation and validation.
 
+use smol_str::SmolStr;
+
 use super::{Kind, PileStatus};
 
 /// Where a sensor sits in the grid-management hierarchy (grid → street → district).
+/// Names are `SmolStr`: up to 23 bytes inline, so decoding, copying and comparing an area
+/// allocates nothing for every grid, street and district name in use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Area {
-    pub grid: String,
-    pub street: String,
-    pub district: String,
+    pub grid: SmolStr,
+    pub street: SmolStr,
+    pub district: SmolStr,
 }
 
 impl Area {
@@ -28,13 +32,14 @@ pub enum Observation {
 /// A clean, normalised reading: the only thing the window stage ever sees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
-    pub sensor_id: String,
+    /// Inline up to 23 bytes, like `Area`'s names: a reading allocates nothing.
+    pub sensor_id: SmolStr,
     pub kind: Kind,
     /// Event time, epoch milliseconds UTC.
     pub ts_ms: i64,
     pub observation: Observation,
     /// Location as the record gave it (the registry, when it knows the sensor, wins).
     pub area: Area,
-    pub vendor: String,
+    pub vendor: SmolStr,
     pub seq: Option<u64>,
 }

@@ -109,9 +109,10 @@ pub struct Processor {
     /// `settings.windows`, shared with every partition of the kind.
     specs: [Arc<[WindowSpec]>; 4],
     registry: Arc<Registry>,
-    partitions: HashMap<SourcePartition, PartitionWindows>,
+    /// Looked up per record: foldhash, not SipHash (the keys are ours, not an attacker's).
+    partitions: HashMap<SourcePartition, PartitionWindows, foldhash::fast::RandomState>,
     /// Per partition, one past the last offset processed (or restored from a checkpoint).
-    positions: HashMap<SourcePartition, i64>,
+    positions: HashMap<SourcePartition, i64, foldhash::fast::RandomState>,
     budget: SensorBudget,
     scratch: Vec<WindowResult>,
     memory: DomainMemory,
@@ -138,8 +139,8 @@ impl Processor {
             settings,
             specs,
             registry,
-            partitions: HashMap::new(),
-            positions: HashMap::new(),
+            partitions: HashMap::default(),
+            positions: HashMap::default(),
             budget,
             scratch: Vec::new(),
             memory: DomainMemory::default(),

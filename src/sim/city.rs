@@ -70,7 +70,11 @@ impl City {
                         out.push(SimSensor {
                             id: format!("{prefix}-wl-river-{r}"),
                             kind: Kind::Water,
-                            area: Area { grid: format!("{prefix}-0000"), street: street.clone(), district: district.to_string() },
+                            area: Area {
+                                grid: format!("{prefix}-0000").into(),
+                                street: street.as_str().into(),
+                                district: (*district).into(),
+                            },
                             lat: lat0 + 0.01 * r as f64,
                             lon: lon0 - 0.01,
                             interval_ms: WATER_INTERVAL_MS,
@@ -84,9 +88,9 @@ impl City {
                 }
                 let street_lat = lat0 + 0.008 * round as f64;
                 let area_of = |g: usize| Area {
-                    grid: format!("{prefix}-{:04}", round * 4 + g + 1),
-                    street: street.clone(),
-                    district: district.to_string(),
+                    grid: format!("{prefix}-{:04}", round * 4 + g + 1).into(),
+                    street: street.as_str().into(),
+                    district: (*district).into(),
                 };
                 out.push(SimSensor {
                     id: format!("{prefix}-dust-{:03}", round + 1),
@@ -160,9 +164,9 @@ impl City {
         Registry::from_entries(self.sensors.iter().map(|s| SensorInfo {
             id: s.id.clone(),
             kind: Some(s.kind),
-            grid: s.area.grid.clone(),
-            street: s.area.street.clone(),
-            district: s.area.district.clone(),
+            grid: s.area.grid.to_string(),
+            street: s.area.street.to_string(),
+            district: s.area.district.to_string(),
             lat: Some(s.lat),
             lon: Some(s.lon),
             interval_s: Some((s.interval_ms / 1000) as u32),

@@ -85,7 +85,7 @@ impl MemoryStore {
         let mut out: BTreeMap<String, (f64, usize, i64)> = BTreeMap::new();
         for r in latest.values() {
             if let WindowValues::Level(LevelValues { mean, .. }) = r.values {
-                let entry = out.entry(r.area.district.clone()).or_insert((0.0, 0, i64::MIN));
+                let entry = out.entry(r.area.district.to_string()).or_insert((0.0, 0, i64::MIN));
                 entry.0 += mean;
                 entry.1 += 1;
                 entry.2 = entry.2.max(r.end_ms);

@@ -22,6 +22,9 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+use smol_str::SmolStr;
+
 use super::{Watermark, WindowSpec};
 use crate::aggregate::Accumulator;
 use crate::decode::{Reason, Rejection};
@@ -66,7 +69,7 @@ pub struct SensorBudget {
 
 /// Version of the `OpenState` encoding; part of a checkpoint's layout, so a checkpoint
 /// written by a build with another encoding is recognised and replayed past, not misread.
-pub const STATE_FORMAT: u32 = 2;
+pub const STATE_FORMAT: u32 = 3;
 
 /// A sensor's index in `OpenState::sensors`.
 type Slot = u32;
@@ -83,8 +86,9 @@ struct Pane {
 /// The panes of one (sensor, spec) and how far its windows have closed.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SpecPanes {
-    /// Ascending by end; readings mostly land in the last one.
-    panes: VecDeque<Pane>,
+    /// Ascending by end; readings mostly land in the last one. Most specs hold one pane
+    /// most of the time, kept inline so that a reading's update does not chase a pointer.
+    panes: SmallVec<[Pane; 1]>,
     /// Every window ending at or before this has closed (emitted, or closed before any
     /// pane of it existed).
     closed_through_ms: i64,
@@ -95,10 +99,12 @@ struct SpecPanes {
 /// What one sensor needs remembered between records.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SensorState {
-    id: Arc<str>,
+    /// Inline up to 23 bytes (every id seen so far): no pointer to chase on a lookup.
+    id: SmolStr,
     area: Area,
-    /// One per window spec, by spec index.
-    specs: Box<[SpecPanes]>,
+    /// One per window spec, by spec index (inline for up to four specs, the most a
+    /// default kind has).
+    specs: SmallVec<[SpecPanes; 4]>,
     /// (event time, sequence number) of the records accepted, ascending by event time;
     /// pruned once every window they fed can no longer change.
     accepted: VecDeque<(i64, Option<u64>)>,
@@ -122,7 +128,7 @@ pub struct PartitionWindows {
 struct OpenState {
     watermark: Watermark,
     /// Sensor id → slot. foldhash: fast on short ids, seeded per map.
-    slots: HashMap<Arc<str>, Slot, foldhash::fast::RandomState>,
+    slots: HashMap<SmolStr, Slot, foldhash::fast::RandomState>,
     /// Slots; `None` where a forgotten sensor was (reused first).
     sensors: Vec<Option<SensorState>>,
     free_slots: Vec<Slot>,
@@ -136,7 +142,7 @@ struct OpenState {
 
 impl SpecPanes {
     fn new() -> Self {
-        SpecPanes { panes: VecDeque::new(), closed_through_ms: i64::MIN, due_ms: None }
+        SpecPanes { panes: SmallVec::new(), closed_through_ms: i64::MIN, due_ms: None }
     }
 
     /// The earliest window that holds data and has not closed.
@@ -157,7 +163,7 @@ impl SpecPanes {
     /// When this (sensor, spec) next needs attention; `None` once it holds no panes.
     fn due(&self, spec: &WindowSpec, timing: &WindowTiming) -> Option<i64> {
         let closes = self.next_open_window(spec).map(|end| end + timing.allowed_lateness_ms);
-        let expires = self.panes.front().map(|pane| expiry(pane.end_ms, spec, timing));
+        let expires = self.panes.first().map(|pane| expiry(pane.end_ms, spec, timing));
         closes.into_iter().chain(expires).min()
     }
 
@@ -173,7 +179,7 @@ impl SpecPanes {
 
     /// Where the pane ending at `end_ms` is (`Ok`) or would go (`Err`).
     fn find(&self, end_ms: i64) -> Result<usize, usize> {
-        match self.panes.back() {
+        match self.panes.last() {
             Some(last) if last.end_ms == end_ms => Ok(self.panes.len() - 1),
             Some(last) if last.end_ms < end_ms => Err(self.panes.len()),
             _ => self.panes.binary_search_by_key(&end_ms, |p| p.end_ms),
@@ -181,10 +187,6 @@ impl SpecPanes {
     }
 
     fn insert(&mut self, at: usize, end_ms: i64, observation: &Observation) {
-        if self.panes.capacity() == 0 {
-            // Most specs hold one or two panes: do not start at four.
-            self.panes.reserve_exact(1);
-        }
         self.panes.insert(at, Pane { end_ms, acc: Accumulator::for_observation(observation) });
     }
 }
@@ -196,7 +198,7 @@ fn expiry(pane_end_ms: i64, spec: &WindowSpec, timing: &WindowTiming) -> i64 {
 }
 
 impl SensorState {
-    fn new(id: Arc<str>, specs: usize) -> Self {
+    fn new(id: SmolStr, specs: usize) -> Self {
         SensorState {
             id,
             area: Area::default(),
@@ -259,7 +261,7 @@ impl OpenState {
 
     /// A slot for a sensor seen for the first time.
     fn track(&mut self, id: &str, specs: usize) -> Slot {
-        let id: Arc<str> = Arc::from(id);
+        let id = SmolStr::new(id);
         let state = SensorState::new(id.clone(), specs);
         let free = self.free_slots.pop().filter(|slot| self.sensors.get(*slot as usize).is_some_and(Option::is_none));
         let slot = match free {
@@ -496,13 +498,17 @@ impl PartitionWindows {
             let Some(state) = self.open.sensors.get_mut(slot as usize).and_then(Option::as_mut) else { continue };
             let spec_panes = &mut state.specs[spec_index as usize];
             let mut progressed = closing.is_some();
-            while let Some(front) = spec_panes.panes.front() {
+            while let Some(front) = spec_panes.panes.first() {
                 let last_window_end = front.end_ms + spec.size_ms - spec.slide_ms;
                 if last_window_end > spec_panes.closed_through_ms || expiry(front.end_ms, spec, &timing) > watermark {
                     break;
                 }
-                spec_panes.panes.pop_front();
+                spec_panes.panes.remove(0);
                 progressed = true;
+            }
+            if progressed && spec_panes.panes.len() <= 1 && spec_panes.panes.spilled() {
+                // Back inline once the window that needed two panes has closed.
+                spec_panes.panes.shrink_to_fit();
             }
             let mut due = spec_panes.due(spec, &timing);
             if !progressed && due.is_some_and(|d| d <= watermark) {
