@@ -52,6 +52,8 @@ const SINK_QUEUE: usize = 16_384;
 const MEMORY_BATCH: usize = 1_024;
 /// How often idle partitions are checked and offsets committed at most.
 const TICK: Duration = Duration::from_millis(200);
+/// A checkpoint snapshot taking this long (stage 1 waits for it) is logged.
+const SLOW_SNAPSHOT_MS: u64 = 50;
 /// Records handled per turn of the sensor stage's loop (when that many are fetched).
 const READ_BATCH: usize = 512;
 
@@ -576,6 +578,9 @@ struct Checkpoints {
     group: String,
     every: Duration,
     last: tokio::time::Instant,
+    /// Partitions due for a snapshot this interval, taken one per tick: serialising every
+    /// partition at once held stage 1 up for all of them in one go.
+    due: std::collections::VecDeque<SourcePartition>,
     /// Snapshots waiting until every effect of the records before them is acknowledged.
     pending: std::collections::HashMap<SourcePartition, PartitionCheckpoint>,
     /// The committed offset of each adopted partition, until its first record arrives.
@@ -591,6 +596,7 @@ impl Checkpoints {
             group: settings.kafka.group_id.clone(),
             every: Duration::from_millis(settings.checkpoint_interval_ms as u64),
             last: tokio::time::Instant::now(),
+            due: std::collections::VecDeque::new(),
             pending: std::collections::HashMap::new(),
             first_offsets: std::collections::HashMap::new(),
         })
@@ -604,6 +610,7 @@ impl Checkpoints {
 
     /// Drops what is pending for a revoked partition.
     fn forget(&mut self, partition: SourcePartition) {
+        self.due.retain(|p| *p != partition);
         self.pending.remove(&partition);
         self.first_offsets.remove(&partition);
     }
@@ -715,25 +722,36 @@ impl Checkpoints {
         true
     }
 
-    /// Takes snapshots when the interval is due and writes those whose records' effects are
-    /// all acknowledged; each written checkpoint lets the commit move up to it.
+    /// Takes snapshots when the interval is due (one partition per call, so that stage 1
+    /// pauses for one partition's state at a time) and writes those whose records' effects
+    /// are all acknowledged; each written checkpoint lets the commit move up to it.
     fn advance(&mut self, processor: &Processor, offsets: &Arc<Mutex<OffsetTracker>>, source: &KafkaSource, stats: &Arc<PipelineStats>) {
-        if self.last.elapsed() >= self.every {
+        if self.due.is_empty() && self.last.elapsed() >= self.every {
             self.last = tokio::time::Instant::now();
-            let due: Vec<SourcePartition> = {
-                let o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+            let o = offsets.lock().unwrap_or_else(|e| e.into_inner());
+            self.due.extend(
                 processor
                     .watermarks()
                     .into_iter()
                     .map(|(partition, _)| partition)
-                    .filter(|p| !self.pending.contains_key(p) && processor.position(*p).is_some_and(|pos| o.wants_checkpoint(*p, pos)))
-                    .collect()
-            };
-            // Serialise outside the tracker's lock (delivery callbacks take it).
-            for partition in due {
-                if let Some(cp) = processor.checkpoint(partition) {
-                    self.pending.insert(partition, cp);
+                    .filter(|p| !self.pending.contains_key(p) && processor.position(*p).is_some_and(|pos| o.wants_checkpoint(*p, pos))),
+            );
+        }
+        // Serialise outside the tracker's lock (delivery callbacks take it).
+        if let Some(partition) = self.due.pop_front() {
+            let started = std::time::Instant::now();
+            if let Some(cp) = processor.checkpoint(partition) {
+                let took_ms = started.elapsed().as_millis() as u64;
+                if took_ms >= SLOW_SNAPSHOT_MS {
+                    tracing::info!(
+                        topic = source.topic_name(partition),
+                        partition = partition.partition,
+                        bytes = cp.state.len(),
+                        took_ms,
+                        "Slow checkpoint snapshot"
+                    );
                 }
+                self.pending.insert(partition, cp);
             }
         }
         let ready: Vec<SourcePartition> = {
