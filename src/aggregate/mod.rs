@@ -11,6 +11,25 @@ pub use stats::LevelStats;
 
 use crate::model::{Observation, WindowValues};
 
+/// One reading as the accumulators take it: what it enters every window with is computed
+/// once (its quantile bin), not once per window spec.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub ts_ms: i64,
+    pub observation: Observation,
+    bin: sketch::SketchBin,
+}
+
+impl Sample {
+    pub fn new(ts_ms: i64, observation: Observation) -> Self {
+        let level = match observation {
+            Observation::Level(value) => value,
+            Observation::Pile { .. } => 0.0,
+        };
+        Sample { ts_ms, observation, bin: sketch::bin_of(level) }
+    }
+}
+
 /// The open state of one (sensor, window).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Accumulator {
@@ -26,10 +45,10 @@ impl Accumulator {
         }
     }
 
-    pub fn add(&mut self, ts_ms: i64, observation: &Observation) {
-        match (self, observation) {
-            (Accumulator::Level(stats), Observation::Level(value)) => stats.add(ts_ms, *value),
-            (Accumulator::Pile(stats), Observation::Pile { status, power_kw }) => stats.add(ts_ms, *status, *power_kw),
+    pub fn add(&mut self, sample: &Sample) {
+        match (self, &sample.observation) {
+            (Accumulator::Level(stats), Observation::Level(value)) => stats.add_binned(sample.ts_ms, *value, sample.bin),
+            (Accumulator::Pile(stats), Observation::Pile { status, power_kw }) => stats.add(sample.ts_ms, *status, *power_kw),
             // A sensor id is bound to one topic and so one kind; the window stage keys by
             // topic partition, so a mismatch cannot reach here. Ignore rather than panic.
             _ => debug_assert!(false, "observation kind does not match its accumulator"),

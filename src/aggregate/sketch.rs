@@ -76,6 +76,12 @@ impl QuantileSketch {
         self.add_count(index_of(value), 1);
     }
 
+    /// Adds a sample whose bin was computed once with `bin_of` (a reading enters one
+    /// sketch per window spec; the logarithm is the same for all of them).
+    pub fn add_to_bin(&mut self, bin: SketchBin) {
+        self.add_count(bin.0, 1);
+    }
+
     pub fn merge(&mut self, other: &QuantileSketch) {
         match (&mut self.store, &other.store) {
             (_, Store::Sparse(theirs)) if theirs.is_empty() => {}
@@ -229,6 +235,14 @@ fn merge_sorted(mine: &[Bin], theirs: &[Bin]) -> Vec<Bin> {
     merged.extend_from_slice(&mine[i..]);
     merged.extend_from_slice(&theirs[j..]);
     merged
+}
+
+/// The bin a value falls in, for `QuantileSketch::add_to_bin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SketchBin(i32);
+
+pub fn bin_of(value: f64) -> SketchBin {
+    SketchBin(index_of(value))
 }
 
 /// The bin index of `value`: 0 for (near) zero, `key + KEY_OFFSET` for positive values,

@@ -3,7 +3,7 @@
 //! (numerically stable) and merge by Chan et al.'s pairwise formula, so windows can be
 //! built from shorter ones.
 
-use super::sketch::QuantileSketch;
+use super::sketch::{bin_of, QuantileSketch, SketchBin};
 use crate::domain::water::SlopeFit;
 use crate::model::LevelValues;
 
@@ -44,6 +44,11 @@ impl Default for LevelStats {
 
 impl LevelStats {
     pub fn add(&mut self, ts_ms: i64, value: f64) {
+        self.add_binned(ts_ms, value, bin_of(value));
+    }
+
+    /// `add`, with the value's quantile bin already computed (`sketch::bin_of`).
+    pub fn add_binned(&mut self, ts_ms: i64, value: f64, bin: SketchBin) {
         self.count += 1;
         self.sum += value;
         let delta = value - self.mean;
@@ -57,7 +62,7 @@ impl LevelStats {
         if ts_ms > self.last.0 {
             self.last = (ts_ms, value);
         }
-        self.sketch.add(value);
+        self.sketch.add_to_bin(bin);
         self.slope.add(ts_ms, value);
     }
 

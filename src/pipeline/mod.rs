@@ -467,6 +467,11 @@ async fn run_sensor_stage(
                     send_alerts(processor.take_alerts(), events, &offsets).await;
                 }
                 forward(&mut emitted, &results_tx, &offsets, aggregates.as_ref(), &source).await;
+                // While a backlog lasts rdkafka's receive is always ready and this loop never
+                // gives its worker thread back (the receive takes no part in tokio's
+                // cooperative budget): tasks it just woke — the alert task above all — could
+                // wait behind it for as long as the backlog lasts. One yield per batch.
+                tokio::task::yield_now().await;
             }
         }
     }

@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 use smol_str::SmolStr;
 
 use super::{Watermark, WindowSpec};
-use crate::aggregate::Accumulator;
+use crate::aggregate::{Accumulator, Sample};
 use crate::decode::{Reason, Rejection};
 use crate::model::{Area, Kind, Observation, Reading, WindowResult};
 
@@ -360,7 +360,10 @@ impl PartitionWindows {
 
         let watermark = self.open.watermark.current();
         let update_horizon = timing.update_horizon_ms();
-        for spec in specs.iter() {
+        // A reading at or past the watermark (every in-order one) is late for no spec:
+        // each window holding it ends after it.
+        let maybe_late = reading.ts_ms < watermark;
+        for spec in specs.iter().filter(|_| maybe_late) {
             // The earliest-closing window containing the reading ends with its pane.
             let pane_end = pane_end(reading.ts_ms, spec, timing.tz_offset_ms);
             let closes_at = pane_end + timing.allowed_lateness_ms;
@@ -399,10 +402,15 @@ impl PartitionWindows {
         state.accept(ts_ms, seq);
         state.area = area;
         let mut corrected = Vec::new();
+        let sample = Sample::new(ts_ms, observation);
         for (spec_index, spec) in specs.iter().enumerate() {
-            let end = pane_end(ts_ms, spec, timing.tz_offset_ms);
-            let last_window_end = end + spec.size_ms - spec.slide_ms;
             let spec_panes = &mut state.specs[spec_index];
+            // Most readings fall in the newest pane: no division to find its end.
+            let end = match spec_panes.panes.last() {
+                Some(last) if last.end_ms - spec.slide_ms <= ts_ms && ts_ms < last.end_ms => last.end_ms,
+                _ => pane_end(ts_ms, spec, timing.tz_offset_ms),
+            };
+            let last_window_end = end + spec.size_ms - spec.slide_ms;
             let at = match spec_panes.find(end) {
                 Ok(at) => at,
                 Err(at) => {
@@ -423,7 +431,7 @@ impl PartitionWindows {
                     at
                 }
             };
-            spec_panes.panes[at].acc.add(ts_ms, &observation);
+            spec_panes.panes[at].acc.add(&sample);
             // Windows already closed but still correctable (late policy `update`).
             let mut window_end = end;
             while window_end <= last_window_end && window_end + timing.allowed_lateness_ms <= watermark {
