@@ -62,6 +62,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The next (field number, value); `None` at the end of the message.
+    #[inline]
     pub fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
         if self.rest.is_empty() {
             return Ok(None);
@@ -87,6 +88,7 @@ impl<'a> Fields<'a> {
         Ok(Some((field, value)))
     }
 
+    #[inline]
     fn key(&mut self) -> Result<(u32, u8), WireError> {
         let key = u32::try_from(self.varint()?).map_err(|_| WireError("invalid key value"))?;
         let wire_type = (key & 7) as u8;
@@ -100,7 +102,19 @@ impl<'a> Fields<'a> {
         Ok((field, wire_type))
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Keys and small numbers are one byte.
+        if let Some((&byte, rest)) = self.rest.split_first() {
+            if byte < 0x80 {
+                self.rest = rest;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for i in 0..10 {
             let (&byte, rest) = self.rest.split_first().ok_or(WireError("invalid varint"))?;
