@@ -33,7 +33,7 @@ pub struct SensorInfo {
 
 impl SensorInfo {
     pub fn area(&self) -> Area {
-        Area { grid: self.grid.as_str().into(), street: self.street.as_str().into(), district: self.district.as_str().into() }
+        Area::new(&self.grid, &self.street, &self.district)
     }
 }
 

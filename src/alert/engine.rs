@@ -67,9 +67,7 @@ impl AlertInput<'_> {
     fn area(&self) -> Area {
         match self {
             AlertInput::Window(w) => w.area.clone(),
-            AlertInput::Peer(p) => {
-                Area { grid: p.grid.as_str().into(), street: p.street.as_str().into(), district: p.district.as_str().into() }
-            }
+            AlertInput::Peer(p) => Area::new(&p.grid, &p.street, &p.district),
             AlertInput::Area(a) => {
                 let mut area = Area { district: a.district.as_str().into(), ..Area::default() };
                 match a.level {

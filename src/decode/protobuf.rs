@@ -6,30 +6,31 @@ use smol_str::SmolStr;
 
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
-use super::wire::{Fields, WireError};
+use super::wire::{for_each_field, WireError};
 use crate::model::Area;
 
 /// `citysense.v1.Reading` (proto/citysense/v1/reading.proto), field by field.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
-    let mut fields = Fields::new(bytes);
     let (mut id, mut kind, mut unit, mut vendor) = ("", "", "", "");
     let (mut ts_ms, mut value, mut lat, mut lon, mut seq) = (0i64, 0.0f64, None, None, None);
     let mut area = [""; 3];
-    while let Some((field, v)) = fields.next_field().map_err(undecodable)? {
+    for_each_field(bytes, |field, v| {
         match field {
-            1 => id = v.string().map_err(undecodable)?,
-            2 => kind = v.string().map_err(undecodable)?,
-            3 => ts_ms = v.varint().map_err(undecodable)? as i64,
-            4 => value = v.double().map_err(undecodable)?,
-            5 => unit = v.string().map_err(undecodable)?,
-            6..=8 => area[(field - 6) as usize] = v.string().map_err(undecodable)?,
-            9 => lat = Some(v.double().map_err(undecodable)?),
-            10 => lon = Some(v.double().map_err(undecodable)?),
-            11 => vendor = v.string().map_err(undecodable)?,
-            12 => seq = Some(v.varint().map_err(undecodable)?),
+            1 => id = v.string()?,
+            2 => kind = v.string()?,
+            3 => ts_ms = v.varint()? as i64,
+            4 => value = v.double()?,
+            5 => unit = v.string()?,
+            6..=8 => area[(field - 6) as usize] = v.string()?,
+            9 => lat = Some(v.double()?),
+            10 => lon = Some(v.double()?),
+            11 => vendor = v.string()?,
+            12 => seq = Some(v.varint()?),
             _ => {}
         }
-    }
+        Ok(())
+    })
+    .map_err(undecodable)?;
     require("sensor_id", !id.is_empty())?;
     require("ts_ms", ts_ms != 0)?;
     require("unit", !unit.is_empty())?;
@@ -38,7 +39,7 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
         kind: (!kind.is_empty()).then(|| SmolStr::new(kind)),
         ts_ms,
         body: RawBody::Level { value, unit: SmolStr::new(unit) },
-        area: area_of(area),
+        area: Area::new(area[0], area[1], area[2]),
         lat,
         lon,
         vendor: SmolStr::new(vendor),
@@ -48,25 +49,26 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
 
 /// `citysense.v1.ChargingStatus`, field by field.
 pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
-    let mut fields = Fields::new(bytes);
     let (mut id, mut status, mut error_code, mut vendor) = ("", "", "", "");
     let (mut connector, mut ts_ms, mut power_kw, mut seq) = (0u32, 0i64, None, None);
     let mut area = [""; 3];
-    while let Some((field, v)) = fields.next_field().map_err(undecodable)? {
+    for_each_field(bytes, |field, v| {
         match field {
-            1 => id = v.string().map_err(undecodable)?,
+            1 => id = v.string()?,
             // uint32 on the wire is a varint; prost keeps its low 32 bits.
-            2 => connector = v.varint().map_err(undecodable)? as u32,
-            3 => ts_ms = v.varint().map_err(undecodable)? as i64,
-            4 => status = v.string().map_err(undecodable)?,
-            5 => error_code = v.string().map_err(undecodable)?,
-            6 => power_kw = Some(v.double().map_err(undecodable)?),
-            7..=9 => area[(field - 7) as usize] = v.string().map_err(undecodable)?,
-            10 => vendor = v.string().map_err(undecodable)?,
-            11 => seq = Some(v.varint().map_err(undecodable)?),
+            2 => connector = v.varint()? as u32,
+            3 => ts_ms = v.varint()? as i64,
+            4 => status = v.string()?,
+            5 => error_code = v.string()?,
+            6 => power_kw = Some(v.double()?),
+            7..=9 => area[(field - 7) as usize] = v.string()?,
+            10 => vendor = v.string()?,
+            11 => seq = Some(v.varint()?),
             _ => {}
         }
-    }
+        Ok(())
+    })
+    .map_err(undecodable)?;
     require("pile_id", !id.is_empty())?;
     require("ts_ms", ts_ms != 0)?;
     require("status", !status.is_empty())?;
@@ -75,16 +77,12 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
         kind: Some(SmolStr::new_static("charging")),
         ts_ms,
         body: RawBody::Pile { connector, status: SmolStr::new(status), error_code: SmolStr::new(error_code), power_kw },
-        area: area_of(area),
+        area: Area::new(area[0], area[1], area[2]),
         lat: None,
         lon: None,
         vendor: SmolStr::new(vendor),
         seq,
     })
-}
-
-fn area_of([grid, street, district]: [&str; 3]) -> Area {
-    Area { grid: SmolStr::new(grid), street: SmolStr::new(street), district: SmolStr::new(district) }
 }
 
 fn undecodable(err: WireError) -> Rejection {

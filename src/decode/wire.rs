@@ -51,19 +51,25 @@ impl<'a> Value<'a> {
     }
 }
 
-/// The fields of one message, in the order they were written.
-pub struct Fields<'a> {
+/// Calls `each` with every (field number, value) of one message, in the order they were
+/// written; stops at the first error, the reader's or `each`'s.
+pub fn for_each_field<'a>(bytes: &'a [u8], mut each: impl FnMut(u32, Value<'a>) -> Result<(), WireError>) -> Result<(), WireError> {
+    let mut fields = Fields { rest: bytes };
+    while let Some((field, value)) = fields.next_field()? {
+        each(field, value)?;
+    }
+    Ok(())
+}
+
+/// The fields of one message not read yet.
+struct Fields<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Fields { rest: bytes }
-    }
-
     /// The next (field number, value); `None` at the end of the message.
     #[inline]
-    pub fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
+    fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
         if self.rest.is_empty() {
             return Ok(None);
         }

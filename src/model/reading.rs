@@ -15,6 +15,11 @@ pub struct Area {
 }
 
 impl Area {
+    /// An area from borrowed names (inline copies for names up to 23 bytes).
+    pub fn new(grid: &str, street: &str, district: &str) -> Self {
+        Area { grid: grid.into(), street: street.into(), district: district.into() }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.grid.is_empty() && self.street.is_empty() && self.district.is_empty()
     }
