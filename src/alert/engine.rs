@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use smol_str::SmolStr;
+
 use super::fingerprint::{event_id, fingerprint};
 use super::lifecycle::{AlertState, Change, FlapPolicy, Severity};
 use super::rules::{Field, Rule, RuleKind, Scope};
@@ -158,7 +160,7 @@ pub struct AlertEngine {
     states: HashMap<String, AlertState>,
     last_seen: HashMap<String, LastSeen>,
     /// Consecutive zero-variance windows per (rule, sensor).
-    stuck_runs: HashMap<(usize, String), u32>,
+    stuck_runs: HashMap<(usize, SmolStr), u32>,
     /// Start of the current Faulted stretch per (rule, pile).
     faulted_since: HashMap<(usize, String), i64>,
     /// Cap on remembered sensors (deadman), like the window stage's cap.

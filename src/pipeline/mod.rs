@@ -518,20 +518,12 @@ async fn forward(
         let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
         for e in emitted.iter() {
             offsets.hold(e.source, e.hold);
-            if aggregates.is_some() {
-                offsets.hold(e.source, e.hold);
-            }
         }
     }
     if let Some(aggregates) = aggregates {
-        let mut name: Option<(SourcePartition, String)> = None;
-        for e in emitted.iter() {
-            if name.as_ref().is_none_or(|(named, _)| *named != e.source) {
-                name = Some((e.source, format!("{}/{}", source.topic_name(e.source), e.source.partition)));
-            }
-            let source_name = name.as_ref().map_or("", |(_, n)| n.as_str());
-            aggregates.send_window(source_name, &e.window, (e.source, e.hold));
-        }
+        aggregates.send_windows(emitted.iter().map(|e| (e.source, e.hold, &e.window)), |partition| {
+            format!("{}/{}", source.topic_name(partition), partition.partition)
+        });
     }
     for e in emitted.drain(..) {
         if results.send(e).await.is_err() {

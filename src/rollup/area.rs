@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use smol_str::SmolStr;
+
 use super::catalog::AreaCatalog;
 use super::message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow};
 use crate::domain::dust;
@@ -76,13 +78,13 @@ fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
     out
 }
 
-type BucketKey = (Kind, String, i64);
+type BucketKey = (Kind, SmolStr, i64);
 
 #[derive(Debug)]
 struct Bucket {
     start_ms: i64,
     first_offset: i64,
-    sensors: BTreeMap<String, SensorWindow>,
+    sensors: BTreeMap<SmolStr, SensorWindow>,
     emitted: bool,
 }
 
@@ -131,34 +133,40 @@ impl AreaPartition {
         out: &mut Vec<AreaEmit>,
     ) {
         match message {
-            AggregateMessage::Window { window, .. } => {
-                let key = (window.kind, window.window.clone(), window.end_ms);
-                let closed =
-                    self.closed_through(window.kind, settings).is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
-                match self.buckets.get_mut(&key) {
-                    Some(bucket) => {
-                        bucket.sensors.insert(window.sensor_id.clone(), *window);
-                        if bucket.emitted {
-                            // A correction (late policy `update`): emit the area window again.
-                            out.push(AreaEmit {
-                                results: roll_up(&key, bucket, catalog),
-                                deviations: deviations(&key, bucket),
-                                hold_offset: offset,
-                            });
-                        }
-                    }
-                    None if closed => self.dropped_after_close += 1,
-                    None => {
-                        let mut sensors = BTreeMap::new();
-                        let start_ms = window.start_ms;
-                        sensors.insert(window.sensor_id.clone(), *window);
-                        self.buckets.insert(key, Bucket { start_ms, first_offset: offset, sensors, emitted: false });
-                    }
+            AggregateMessage::Windows { windows, .. } => {
+                for window in windows {
+                    self.add_window(window, offset, settings, catalog, out);
                 }
             }
+            AggregateMessage::Window { window, .. } => self.add_window(*window, offset, settings, catalog, out),
             AggregateMessage::Watermark { source, kind, watermark_ms } => {
                 self.restore_watermark(kind, source, watermark_ms);
                 self.close_ready(kind, settings, catalog, out);
+            }
+        }
+    }
+
+    /// One closed sensor window into its area window (read at `offset`).
+    fn add_window(&mut self, window: SensorWindow, offset: i64, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
+        let key = (window.kind, window.window.clone(), window.end_ms);
+        let closed = self.closed_through(window.kind, settings).is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
+        match self.buckets.get_mut(&key) {
+            Some(bucket) => {
+                bucket.sensors.insert(window.sensor_id.clone(), window);
+                if bucket.emitted {
+                    // A correction (late policy `update`): emit the area window again.
+                    out.push(AreaEmit {
+                        results: roll_up(&key, bucket, catalog),
+                        deviations: deviations(&key, bucket),
+                        hold_offset: offset,
+                    });
+                }
+            }
+            None if closed => self.dropped_after_close += 1,
+            None => {
+                let start_ms = window.start_ms;
+                let sensors = BTreeMap::from([(window.sensor_id.clone(), window)]);
+                self.buckets.insert(key, Bucket { start_ms, first_offset: offset, sensors, emitted: false });
             }
         }
     }
@@ -231,8 +239,8 @@ fn roll_up(key: &BucketKey, bucket: &Bucket, catalog: &AreaCatalog) -> Vec<AreaR
                 start_ms: bucket.start_ms,
                 end_ms,
                 level,
-                area: area.to_owned(),
-                district: district.to_owned(),
+                area: area.into(),
+                district: district.into(),
                 mean: (!means.is_empty()).then(|| means.iter().sum::<f64>() / means.len() as f64),
                 max: means.iter().copied().reduce(f64::max),
                 sensors_reporting: reporting,
@@ -362,6 +370,34 @@ mod tests {
             out.into_iter().flat_map(|e| e.results).collect::<Vec<_>>()
         };
         assert_eq!(run(&[0, 1, 2, 3]), run(&[3, 2, 0, 1]));
+    }
+
+    #[test]
+    fn a_batched_record_rolls_up_like_its_windows_one_by_one() {
+        let singles = [window("a", "g1", "s1", 10.0), window("b", "g1", "s1", 30.0), window("c", "g2", "s1", 50.0)];
+        let batched = AggregateMessage::Windows {
+            source: "city.pm25/0".into(),
+            windows: singles
+                .iter()
+                .map(|m| match m {
+                    AggregateMessage::Window { window, .. } => (**window).clone(),
+                    _ => unreachable!(),
+                })
+                .collect(),
+        };
+        let run = |messages: Vec<AggregateMessage>| {
+            let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
+            for message in messages {
+                p.on_message(message, 0, &s, &c, &mut out);
+            }
+            p.on_message(mark("city.pm25/0", END + 130_000), 8, &s, &c, &mut out);
+            p.on_message(mark("city.pm25/1", END + 130_000), 9, &s, &c, &mut out);
+            out
+        };
+        let one_by_one = run(singles.to_vec());
+        assert_eq!(one_by_one.len(), 1);
+        assert_eq!(one_by_one[0].results.iter().find(|r| r.level == AreaLevel::Street).unwrap().sensors_reporting, 3);
+        assert_eq!(run(vec![batched]), one_by_one);
     }
 
     #[test]

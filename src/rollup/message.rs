@@ -1,18 +1,20 @@
 //! What travels on the aggregates topic (JSON), and what the area stage produces.
 
+use smol_str::SmolStr;
+
 use crate::model::{DomainValues, Kind, WindowResult, WindowValues};
 
 /// The part of a per-sensor window result the area stage needs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SensorWindow {
     pub kind: Kind,
-    pub sensor_id: String,
-    pub window: String,
+    pub sensor_id: SmolStr,
+    pub window: SmolStr,
     pub start_ms: i64,
     pub end_ms: i64,
-    pub grid: String,
-    pub street: String,
-    pub district: String,
+    pub grid: SmolStr,
+    pub street: SmolStr,
+    pub district: SmolStr,
     /// Levels: the window mean and maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
@@ -20,7 +22,7 @@ pub struct SensorWindow {
     pub max: Option<f64>,
     /// Piles: the last reported status and the utilisation within the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
+    pub last_status: Option<SmolStr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utilisation: Option<f64>,
     /// Levels: more than one sample, all equal (a candidate stuck sensor).
@@ -33,16 +35,16 @@ impl From<&WindowResult> for SensorWindow {
         let w = SensorWindowRef::of(r);
         SensorWindow {
             kind: w.kind,
-            sensor_id: w.sensor_id.to_owned(),
-            window: w.window.to_owned(),
+            sensor_id: w.sensor_id.into(),
+            window: w.window.into(),
             start_ms: w.start_ms,
             end_ms: w.end_ms,
-            grid: w.grid.to_owned(),
-            street: w.street.to_owned(),
-            district: w.district.to_owned(),
+            grid: w.grid.into(),
+            street: w.street.into(),
+            district: w.district.into(),
             mean: w.mean,
             max: w.max,
-            last_status: w.last_status.map(str::to_owned),
+            last_status: w.last_status.map(SmolStr::new),
             utilisation: w.utilisation,
             flat: w.flat,
         }
@@ -51,25 +53,25 @@ impl From<&WindowResult> for SensorWindow {
 
 /// `SensorWindow` borrowed from a closed window, for writing: stage 1 encodes every closed
 /// window, and copying seven strings each time only to serialise them was measurable.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SensorWindowRef<'a> {
-    kind: Kind,
-    sensor_id: &'a str,
-    window: &'a str,
-    start_ms: i64,
-    end_ms: i64,
-    grid: &'a str,
-    street: &'a str,
-    district: &'a str,
+    pub kind: Kind,
+    pub sensor_id: &'a str,
+    pub window: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub grid: &'a str,
+    pub street: &'a str,
+    pub district: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    mean: Option<f64>,
+    pub mean: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    max: Option<f64>,
+    pub max: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_status: Option<&'a str>,
+    pub last_status: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    utilisation: Option<f64>,
-    flat: bool,
+    pub utilisation: Option<f64>,
+    pub flat: bool,
 }
 
 impl<'a> SensorWindowRef<'a> {
@@ -111,19 +113,23 @@ impl<'a> SensorWindowRef<'a> {
     }
 }
 
-/// `AggregateMessage::Window` as written, borrowing the window: the same JSON.
+/// `AggregateMessage::Windows` as written, borrowing the windows: the same JSON.
 #[derive(Debug, serde::Serialize)]
-#[serde(tag = "type", rename = "window")]
-pub struct WindowMessageRef<'a> {
+#[serde(tag = "type", rename = "windows")]
+pub struct WindowsMessageRef<'a> {
     pub source: &'a str,
-    pub window: SensorWindowRef<'a>,
+    pub windows: &'a [SensorWindowRef<'a>],
 }
 
 /// A record on the aggregates topic.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", try_from = "WireMessage")]
 pub enum AggregateMessage {
-    /// One closed sensor window, from input partition `source` ("topic/partition").
+    /// Closed sensor windows of one key (district) from input partition `source`
+    /// ("topic/partition"): what stage 1 writes, one record per key and read batch.
+    Windows { source: String, windows: Vec<SensorWindow> },
+    /// One closed sensor window: what stage 1 wrote before windows were batched. Still read,
+    /// so records of an older version on the topic roll up after an upgrade.
     Window { source: String, window: Box<SensorWindow> },
     /// Every window of `source` with end + allowed lateness ≤ `watermark_ms` is published.
     Watermark { source: String, kind: Kind, watermark_ms: i64 },
@@ -138,6 +144,8 @@ struct WireMessage {
     tag: WireTag,
     source: String,
     #[serde(default)]
+    windows: Option<Vec<SensorWindow>>,
+    #[serde(default)]
     window: Option<Box<SensorWindow>>,
     #[serde(default)]
     kind: Option<Kind>,
@@ -148,6 +156,7 @@ struct WireMessage {
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum WireTag {
+    Windows,
     Window,
     Watermark,
 }
@@ -156,11 +165,13 @@ impl TryFrom<WireMessage> for AggregateMessage {
     type Error = String;
 
     fn try_from(wire: WireMessage) -> Result<Self, String> {
-        match (wire.tag, wire.window, wire.kind, wire.watermark_ms) {
-            (WireTag::Window, Some(window), _, _) => Ok(AggregateMessage::Window { source: wire.source, window }),
-            (WireTag::Watermark, _, Some(kind), Some(watermark_ms)) => {
+        match (wire.tag, wire.windows, wire.window, wire.kind, wire.watermark_ms) {
+            (WireTag::Windows, Some(windows), ..) => Ok(AggregateMessage::Windows { source: wire.source, windows }),
+            (WireTag::Window, _, Some(window), ..) => Ok(AggregateMessage::Window { source: wire.source, window }),
+            (WireTag::Watermark, _, _, Some(kind), Some(watermark_ms)) => {
                 Ok(AggregateMessage::Watermark { source: wire.source, kind, watermark_ms })
             }
+            (WireTag::Windows, ..) => Err("missing field `windows`".to_owned()),
             (WireTag::Window, ..) => Err("missing field `window`".to_owned()),
             (WireTag::Watermark, ..) => Err("missing field `kind` or `watermark_ms`".to_owned()),
         }
@@ -194,12 +205,12 @@ impl AreaLevel {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PeerDeviation {
     pub kind: Kind,
-    pub window: String,
+    pub window: SmolStr,
     pub end_ms: i64,
-    pub sensor_id: String,
-    pub grid: String,
-    pub street: String,
-    pub district: String,
+    pub sensor_id: SmolStr,
+    pub grid: SmolStr,
+    pub street: SmolStr,
+    pub district: SmolStr,
     pub mean: f64,
     pub peer_median: f64,
     pub robust_z: f64,
@@ -215,13 +226,13 @@ pub struct PeerDeviation {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AreaResult {
     pub kind: Kind,
-    pub window: String,
+    pub window: SmolStr,
     pub start_ms: i64,
     pub end_ms: i64,
     pub level: AreaLevel,
     /// The grid, street or district id.
-    pub area: String,
-    pub district: String,
+    pub area: SmolStr,
+    pub district: SmolStr,
     /// Mean and maximum of the sensor means (levels).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
@@ -273,6 +284,10 @@ mod tests {
     #[test]
     fn messages_read_back_as_written() {
         let messages = [
+            AggregateMessage::Windows {
+                source: "city.pm25/0".into(),
+                windows: vec![window(), SensorWindow { sensor_id: "hd-pm-2".into(), ..window() }],
+            },
             AggregateMessage::Window { source: "city.pm25/0".into(), window: Box::new(window()) },
             AggregateMessage::Watermark { source: "city.pm25/0".into(), kind: Kind::Water, watermark_ms: 42 },
         ];
@@ -284,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn a_borrowed_window_message_is_the_same_json_as_the_owned_one() {
+    fn a_borrowed_windows_message_is_the_same_json_as_the_owned_one() {
         use crate::model::{Area, LevelValues};
         let result = WindowResult {
             kind: Kind::Pm25,
@@ -310,8 +325,9 @@ mod tests {
             coverage: None,
             domain: None,
         };
-        let borrowed = serde_json::to_string(&WindowMessageRef { source: "city.pm25/0", window: SensorWindowRef::of(&result) }).unwrap();
-        let owned = AggregateMessage::Window { source: "city.pm25/0".into(), window: Box::new(SensorWindow::from(&result)) };
+        let windows = [SensorWindowRef::of(&result), SensorWindowRef::of(&result)];
+        let borrowed = serde_json::to_string(&WindowsMessageRef { source: "city.pm25/0", windows: &windows }).unwrap();
+        let owned = AggregateMessage::Windows { source: "city.pm25/0".into(), windows: vec![SensorWindow::from(&result); 2] };
         assert_eq!(borrowed, serde_json::to_string(&owned).unwrap());
         assert_eq!(serde_json::from_str::<AggregateMessage>(&borrowed).unwrap(), owned);
     }
@@ -320,6 +336,10 @@ mod tests {
     fn a_message_missing_its_payload_is_an_error_not_a_default() {
         let error = serde_json::from_str::<AggregateMessage>(r#"{"type":"window","source":"x"}"#).unwrap_err();
         assert!(error.to_string().contains("window"), "{error}");
+        assert!(serde_json::from_str::<AggregateMessage>(r#"{"type":"windows","source":"x"}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("windows"));
         assert!(serde_json::from_str::<AggregateMessage>(r#"{"type":"watermark","source":"x","kind":"pm25"}"#).is_err());
         assert!(serde_json::from_str::<AggregateMessage>(r#"{"type":"other","source":"x"}"#).is_err());
     }

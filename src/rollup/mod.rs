@@ -15,4 +15,4 @@ pub mod message;
 
 pub use area::{AreaEmit, AreaPartition, AreaSettings};
 pub use catalog::AreaCatalog;
-pub use message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow, SensorWindowRef, WindowMessageRef};
+pub use message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow, SensorWindowRef, WindowsMessageRef};

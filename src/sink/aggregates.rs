@@ -1,8 +1,9 @@
-//! Stage 1's producer to the aggregates topic: each closed sensor window keyed by district
-//! (so one partition holds every grid and street of a district), and watermark markers to
-//! every partition. One producer, one in-flight request per connection: a marker never
-//! overtakes the windows published before it. A window's input offset stays held until
-//! the broker has it.
+//! Stage 1's producer to the aggregates topic: closed sensor windows keyed by district (so
+//! one partition holds every grid and street of a district), batched into one record per
+//! (input partition, district) and read batch, and watermark markers to every partition.
+//! One producer, one in-flight request per connection: a marker never overtakes the windows
+//! published before it. A record holds the lowest input offset of its windows until the
+//! broker has it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,11 @@ use crate::model::Kind;
 use crate::model::WindowResult;
 use crate::pipeline::core::SourcePartition;
 use crate::pipeline::offsets::OffsetTracker;
-use crate::rollup::{AggregateMessage, SensorWindowRef, WindowMessageRef};
+use crate::rollup::{AggregateMessage, SensorWindowRef, WindowsMessageRef};
+
+/// Windows per aggregates record at most (a minute boundary closes thousands per district;
+/// at ~250 bytes of JSON each a record stays near 64 KB, well under brokers' 1 MB default).
+pub const MAX_WINDOWS_PER_RECORD: usize = 256;
 
 /// The input offset a published window holds; markers hold none.
 type Hold = Option<(SourcePartition, i64)>;
@@ -46,6 +51,34 @@ impl ProducerContext for AggregateAcks {
     }
 }
 
+/// One aggregates record to write: windows of one input partition and key.
+#[derive(Debug)]
+struct WindowsRecord<'a> {
+    source: SourcePartition,
+    key: &'a str,
+    /// The lowest input offset among the windows: what the record holds until delivered.
+    hold_offset: i64,
+    windows: Vec<SensorWindowRef<'a>>,
+}
+
+/// Groups (input partition, input offset, window) into records: one per input partition
+/// and key, split at `MAX_WINDOWS_PER_RECORD`; a sensor's windows keep their order.
+fn records_of<'a>(windows: impl IntoIterator<Item = (SourcePartition, i64, &'a WindowResult)>) -> Vec<WindowsRecord<'a>> {
+    let mut windows: Vec<(SourcePartition, i64, SensorWindowRef<'a>)> =
+        windows.into_iter().map(|(source, offset, window)| (source, offset, SensorWindowRef::of(window))).collect();
+    windows.sort_by(|a, b| (a.0, a.2.key()).cmp(&(b.0, b.2.key()))); // stable
+    windows
+        .chunk_by(|a, b| (a.0, a.2.key()) == (b.0, b.2.key()))
+        .flat_map(|group| group.chunks(MAX_WINDOWS_PER_RECORD))
+        .map(|chunk| WindowsRecord {
+            source: chunk[0].0,
+            key: chunk[0].2.key(),
+            hold_offset: chunk.iter().map(|(_, offset, _)| *offset).min().unwrap_or_default(),
+            windows: chunk.iter().map(|(_, _, window)| *window).collect(),
+        })
+        .collect()
+}
+
 pub struct AggregatesSink {
     producer: ThreadedProducer<AggregateAcks>,
     topic: String,
@@ -69,10 +102,31 @@ impl AggregatesSink {
         Ok(AggregatesSink { producer, topic: topic.to_owned(), partitions })
     }
 
-    /// Publishes a closed window of `source` (whose offset `hold` is already held).
-    pub fn send_window(&self, source_name: &str, window: &WindowResult, hold: (SourcePartition, i64)) {
-        let message = WindowMessageRef { source: source_name, window: SensorWindowRef::of(window) };
-        self.send(message.window.key(), None, &message, Some(hold));
+    /// Publishes closed windows, given as (input partition, input offset, window): one
+    /// record per input partition and key, of at most `MAX_WINDOWS_PER_RECORD` windows, each
+    /// holding the lowest input offset among its windows until the broker has it.
+    /// `source_name` names an input partition ("topic/partition") for the area stage.
+    pub fn send_windows<'a>(
+        &self,
+        windows: impl IntoIterator<Item = (SourcePartition, i64, &'a WindowResult)>,
+        source_name: impl Fn(SourcePartition) -> String,
+    ) {
+        let records = records_of(windows);
+        {
+            let mut offsets = self.producer.context().offsets.lock().unwrap_or_else(|e| e.into_inner());
+            for record in &records {
+                offsets.hold(record.source, record.hold_offset);
+            }
+        }
+        let mut named: Option<(SourcePartition, String)> = None;
+        for record in &records {
+            if named.as_ref().is_none_or(|(source, _)| *source != record.source) {
+                named = Some((record.source, source_name(record.source)));
+            }
+            let source = named.as_ref().map_or("", |(_, name)| name.as_str());
+            let message = WindowsMessageRef { source, windows: &record.windows };
+            self.send(record.key, None, &message, Some((record.source, record.hold_offset)));
+        }
     }
 
     /// Tells every aggregates partition how far `source` has published.
@@ -111,5 +165,75 @@ impl AggregatesSink {
         if let Err(err) = self.producer.flush(timeout) {
             tracing::warn!(error = %err, "Aggregates flush did not finish");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Area, LevelValues, WindowValues};
+
+    fn window(sensor: &str, district: &str, end_ms: i64) -> WindowResult {
+        let values = LevelValues {
+            count: 1,
+            sum: 1.0,
+            mean: 1.0,
+            min: 1.0,
+            max: 1.0,
+            first: 1.0,
+            last: 1.0,
+            stddev: 0.0,
+            p50: 1.0,
+            p95: 1.0,
+            rate_per_h: 0.0,
+            slope_per_h: None,
+        };
+        WindowResult {
+            kind: Kind::Pm25,
+            sensor_id: sensor.into(),
+            window: "1m".into(),
+            start_ms: end_ms - 60_000,
+            end_ms,
+            area: Area::new("g", "s", district),
+            values: WindowValues::Level(values),
+            coverage: None,
+            domain: None,
+        }
+    }
+
+    #[test]
+    fn windows_go_out_one_record_per_partition_and_district_holding_the_lowest_offset() {
+        let p0 = SourcePartition { kind: Kind::Pm25, partition: 0 };
+        let p1 = SourcePartition { kind: Kind::Pm25, partition: 1 };
+        let mut input = Vec::new();
+        for i in 0..600 {
+            input.push((p0, 1_000 + i, window(&format!("hd-{i}"), "haidian", 60_000)));
+        }
+        input.push((p0, 7, window("cy-1", "chaoyang", 60_000)));
+        input.push((p1, 3, window("hd-x", "haidian", 60_000)));
+        input.push((p0, 5, window("nd-1", "", 60_000))); // no district: keyed by the sensor
+        input.push((p0, 9, window("cy-1", "chaoyang", 120_000)));
+        let records = records_of(input.iter().map(|(p, o, w)| (*p, *o, w)));
+
+        let summary: Vec<(i32, &str, i64, usize)> =
+            records.iter().map(|r| (r.source.partition, r.key, r.hold_offset, r.windows.len())).collect();
+        assert_eq!(
+            summary,
+            [
+                (0, "chaoyang", 7, 2),
+                (0, "haidian", 1_000, 256),
+                (0, "haidian", 1_256, 256),
+                (0, "haidian", 1_512, 88),
+                (0, "nd-1", 5, 1),
+                (1, "haidian", 3, 1)
+            ]
+        );
+        let ends: Vec<i64> = records[0].windows.iter().map(|w| w.end_ms).collect();
+        assert_eq!(ends, [60_000, 120_000], "a sensor's windows keep their closing order");
+        let mut written: Vec<&str> = records.iter().flat_map(|r| r.windows.iter().map(|w| w.sensor_id)).collect();
+        written.sort_unstable();
+        let mut expected: Vec<&str> = input.iter().map(|(_, _, w)| w.sensor_id.as_str()).collect();
+        expected.sort_unstable();
+        assert_eq!(written, expected, "every window in exactly one record");
     }
 }

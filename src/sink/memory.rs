@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
+use smol_str::SmolStr;
+
 use crate::model::{Kind, LevelValues, WindowResult, WindowValues};
 use crate::rollup::{AreaLevel, AreaResult};
 
@@ -107,7 +109,7 @@ impl MemoryStore {
 }
 
 /// (kind, window label, level, area id).
-type AreaKey = (Kind, String, AreaLevel, String);
+type AreaKey = (Kind, SmolStr, AreaLevel, SmolStr);
 
 /// Area results kept in the history ring (newest first out when full).
 pub const AREA_HISTORY: usize = 50_000;
