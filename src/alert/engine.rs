@@ -162,7 +162,7 @@ pub struct AlertEngine {
     /// Consecutive zero-variance windows per (rule, sensor).
     stuck_runs: HashMap<(usize, SmolStr), u32>,
     /// Start of the current Faulted stretch per (rule, pile).
-    faulted_since: HashMap<(usize, String), i64>,
+    faulted_since: HashMap<(usize, SmolStr), i64>,
     /// Cap on remembered sensors (deadman), like the window stage's cap.
     max_sensors: usize,
 }

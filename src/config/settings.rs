@@ -193,7 +193,7 @@ impl Checker {
             } else if specs.iter().any(|s: &WindowSpec| s.label == *label) {
                 self.problem(&field, format!("{label:?} is listed twice"));
             } else {
-                specs.push(WindowSpec { label: label.clone(), size_ms, slide_ms });
+                specs.push(WindowSpec { label: label.as_str().into(), size_ms, slide_ms });
             }
         }
         specs

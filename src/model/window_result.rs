@@ -1,5 +1,7 @@
 //! The result of one closed window for one sensor.
 
+use smol_str::SmolStr;
+
 use super::{Area, Kind, PileStatus};
 
 /// Aggregates of a level series (pm25, dust, water) over one window.
@@ -134,9 +136,9 @@ pub enum DomainValues {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WindowResult {
     pub kind: Kind,
-    pub sensor_id: String,
+    pub sensor_id: SmolStr,
     /// The window's label from the config ("1m", "1h", "24h/1h" for sliding).
-    pub window: String,
+    pub window: SmolStr,
     pub start_ms: i64,
     /// Exclusive end; the InfluxDB point's timestamp.
     pub end_ms: i64,

@@ -13,7 +13,7 @@ use crate::rollup::{AreaLevel, AreaResult};
 pub const DEFAULT_RESULTS_PER_SERIES: usize = 20_000;
 
 /// Newest results per (kind, window label).
-type SeriesRings = HashMap<(Kind, String), VecDeque<Arc<WindowResult>>>;
+type SeriesRings = HashMap<(Kind, SmolStr), VecDeque<Arc<WindowResult>>>;
 
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -76,7 +76,7 @@ impl MemoryStore {
     /// of sensors, and the end of the newest window.
     pub fn latest_by_district(&self, kind: Kind, window: &str) -> BTreeMap<String, (f64, usize, i64)> {
         let series = self.series.read().unwrap_or_else(|e| e.into_inner());
-        let Some(ring) = series.get(&(kind, window.to_owned())) else { return BTreeMap::new() };
+        let Some(ring) = series.get(&(kind, SmolStr::new(window))) else { return BTreeMap::new() };
         let mut latest: HashMap<&str, &WindowResult> = HashMap::new();
         for r in ring {
             let slot = latest.entry(r.sensor_id.as_str()).or_insert(r);

@@ -462,7 +462,7 @@ impl PartitionWindows {
         let acc = state.specs[spec_index].merged(spec, end_ms)?;
         Some(WindowResult {
             kind: self.kind,
-            sensor_id: state.id.to_string(),
+            sensor_id: state.id.clone(),
             window: spec.label.clone(),
             start_ms: end_ms - spec.size_ms,
             end_ms,
@@ -788,7 +788,7 @@ mod tests {
                 prop_assert_eq!(closed.len(), expected.len());
                 prop_assert_eq!(budget.tracked, 0, "every sensor is forgotten once all its windows closed");
                 for w in &closed {
-                    let key = (w.sensor_id.clone(), w.window.clone(), w.start_ms);
+                    let key = (w.sensor_id.to_string(), w.window.to_string(), w.start_ms);
                     let samples = &expected[&key];
                     let v = w.values.level().unwrap();
                     let values: Vec<f64> = samples.iter().map(|s| s.1).collect();

@@ -1,21 +1,23 @@
 //! Window shapes: tumbling (slide = size) and sliding/hopping (slide < size), aligned to
 //! the deployment's time zone so a "1 day" window is the local day (SPEC §3).
 
+use smol_str::SmolStr;
+
 /// One configured window of a kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowSpec {
     /// "1m", "24h", or "24h/1h" for a 24 h window sliding every hour; the `window` tag.
-    pub label: String,
+    pub label: SmolStr,
     pub size_ms: i64,
     pub slide_ms: i64,
 }
 
 impl WindowSpec {
-    pub fn tumbling(label: impl Into<String>, size_ms: i64) -> Self {
+    pub fn tumbling(label: impl Into<SmolStr>, size_ms: i64) -> Self {
         WindowSpec { label: label.into(), size_ms, slide_ms: size_ms }
     }
 
-    pub fn sliding(label: impl Into<String>, size_ms: i64, slide_ms: i64) -> Self {
+    pub fn sliding(label: impl Into<SmolStr>, size_ms: i64, slide_ms: i64) -> Self {
         WindowSpec { label: label.into(), size_ms, slide_ms }
     }
 
