@@ -30,6 +30,8 @@ pub struct AckRequest {
 
 /// Alert events handled together when they queue up (one sink write per batch).
 const ALERT_BATCH: usize = 1_024;
+/// Batches of alert events (each what one stage turn produced) waiting for the alert task.
+pub const ALERT_QUEUE: usize = 256;
 /// Alert events waiting for InfluxDB before the alert task waits too (backpressure).
 const ALERT_INFLUX_QUEUE: usize = 65_536;
 
@@ -39,7 +41,7 @@ pub struct Alertmanager {
 }
 
 pub async fn run_alert_sink(
-    mut events: mpsc::Receiver<AlertOut>,
+    mut events: mpsc::Receiver<Vec<AlertOut>>,
     producer: AlertProducer,
     influx: Option<InfluxWriter>,
     alertmanager: Option<Alertmanager>,
@@ -62,14 +64,13 @@ pub async fn run_alert_sink(
     loop {
         tokio::select! {
             out = events.recv() => {
-                let Some(out) = out else { break };
+                let Some(mut batch) = out else { break };
                 // Everything already queued is handled together: one Alertmanager post per
                 // burst (a minute boundary can close thousands of windows at once), not one
                 // per event; the InfluxDB task batches its writes the same way.
-                let mut batch = vec![out];
                 while batch.len() < ALERT_BATCH {
                     match events.try_recv() {
-                        Ok(out) => batch.push(out),
+                        Ok(more) => batch.extend(more),
                         Err(_) => break,
                     }
                 }

@@ -81,7 +81,7 @@ pub async fn run(
     registry: Arc<Registry>,
     shared: Shared,
     shutdown: CancellationToken,
-    alert_events: Option<mpsc::Sender<AlertOut>>,
+    alert_events: Option<mpsc::Sender<Vec<AlertOut>>>,
     restored: Vec<AlertState>,
     mut acks: mpsc::Receiver<AckRequest>,
 ) -> Result<(), AreaStageError> {
@@ -107,7 +107,7 @@ pub async fn run(
     };
     let catalog = AreaCatalog::from_registry(&registry);
     let offsets: Arc<Mutex<OffsetTracker<i32>>> = Arc::new(Mutex::new(OffsetTracker::new()));
-    let (results_tx, results_rx) = mpsc::channel::<AreaBatch>(AREA_QUEUE);
+    let (results_tx, results_rx) = mpsc::channel::<Vec<AreaBatch>>(AREA_QUEUE);
     let give_up = CancellationToken::new();
     let sink = tokio::spawn(run_sink(
         results_rx,
@@ -146,7 +146,7 @@ pub async fn run(
                 match engine.acknowledge(&request.fingerprint, &request.by, &request.comment, super::wall_ms()) {
                     Ok((event, state)) => {
                         if let Some(events) = &alert_events {
-                            let _ = events.send(AlertOut { event: event.clone(), state, releases: [None, None] }).await;
+                            let _ = events.send(vec![AlertOut { event: event.clone(), state, releases: [None, None] }]).await;
                         }
                         let _ = request.reply.send(Ok(event));
                     }
@@ -206,20 +206,29 @@ pub async fn run(
                         for deviation in &emit.deviations {
                             engine.evaluate(AlertInput::Peer(deviation), &mut alert_scratch);
                         }
-                        for (event, state) in alert_scratch.drain(..) {
-                            let release = |offsets: Arc<Mutex<OffsetTracker<i32>>>, offset: i64| {
-                                Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(partition, offset)))
-                            };
+                        if !alert_scratch.is_empty() {
                             {
                                 let mut o = offsets.lock().unwrap_or_else(|e| e.into_inner());
-                                o.hold(partition, emit.hold_offset);
-                                o.hold(partition, emit.hold_offset);
+                                for _ in 0..alert_scratch.len() {
+                                    o.hold(partition, emit.hold_offset);
+                                    o.hold(partition, emit.hold_offset);
+                                }
                             }
-                            let releases = [Some(release(offsets.clone(), emit.hold_offset)), Some(release(offsets.clone(), emit.hold_offset))];
-                            let _ = events.send(AlertOut { event, state, releases }).await;
+                            let release = |offsets: Arc<Mutex<OffsetTracker<i32>>>, offset: i64| {
+                                Some(Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(partition, offset))))
+                            };
+                            let batch = alert_scratch
+                                .drain(..)
+                                .map(|(event, state)| AlertOut {
+                                    event,
+                                    state,
+                                    releases: [release(offsets.clone(), emit.hold_offset), release(offsets.clone(), emit.hold_offset)],
+                                })
+                                .collect();
+                            let _ = events.send(batch).await;
                         }
                     }
-                    if results_tx.send(AreaBatch { partition, hold_offset: emit.hold_offset, results: emit.results }).await.is_err() {
+                    if results_tx.send(vec![AreaBatch { partition, hold_offset: emit.hold_offset, results: emit.results }]).await.is_err() {
                         break;
                     }
                 }

@@ -36,6 +36,7 @@ use self::core::{CoreSettings, Emitted, InputRecord, PartitionCheckpoint, Proces
 use self::offsets::OffsetTracker;
 use self::stats::PipelineStats;
 use crate::config::Settings;
+use crate::decode::Format;
 use crate::registry::Registry;
 use crate::sink::aggregates::AggregatesSink;
 use crate::sink::alerts::{AlertProducer, AlertStore, Release};
@@ -46,8 +47,10 @@ use crate::sink::line_protocol::encode_window;
 use crate::sink::memory::{AreaStore, MemoryStore};
 use crate::source::kafka::KafkaSource;
 
-/// Closed windows waiting for the sink before the consumer blocks (backpressure).
-const SINK_QUEUE: usize = 16_384;
+/// Batches of closed windows (one per turn of the consumer loop, ~256 windows on average
+/// at one window per two readings) waiting for the sink before the consumer blocks
+/// (backpressure).
+const SINK_QUEUE: usize = 64;
 /// Batch size when results only go to memory.
 const MEMORY_BATCH: usize = 1_024;
 /// How often idle partitions are checked and offsets committed at most.
@@ -135,7 +138,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
                 firing = restored.iter().filter(|s| s.firing.is_some()).count(),
                 "Alert state restored"
             );
-            let (tx, rx) = mpsc::channel::<alerts::AlertOut>(4_096);
+            let (tx, rx) = mpsc::channel::<Vec<alerts::AlertOut>>(alerts::ALERT_QUEUE);
             let manager = a
                 .alertmanager_url
                 .clone()
@@ -190,7 +193,7 @@ fn area_rule(settings: &Settings, rule_key: &str) -> bool {
 
 /// Stage 1's alert plumbing.
 struct SensorAlerts {
-    events: Option<mpsc::Sender<alerts::AlertOut>>,
+    events: Option<mpsc::Sender<Vec<alerts::AlertOut>>>,
     acks: Option<mpsc::Receiver<alerts::AckRequest>>,
     /// Fingerprints stage 1 does not own go on to the area stage.
     forward_acks: mpsc::Sender<alerts::AckRequest>,
@@ -209,7 +212,7 @@ fn restore_alert_states(brokers: &str, topic: &str) -> Result<Vec<crate::alert::
 /// (alerts topic and changelog) until delivered.
 async fn send_alerts(
     pending: Vec<self::core::PendingAlert<(SourcePartition, i64)>>,
-    events: &mpsc::Sender<alerts::AlertOut>,
+    events: &mpsc::Sender<Vec<alerts::AlertOut>>,
     offsets: &Arc<Mutex<OffsetTracker>>,
 ) {
     if pending.is_empty() {
@@ -222,6 +225,7 @@ async fn send_alerts(
             o.hold(source, offset);
         }
     }
+    let mut batch = Vec::with_capacity(pending.len());
     for alert in pending {
         let releases = match alert.hold {
             Some((source, offset)) => {
@@ -232,10 +236,11 @@ async fn send_alerts(
             }
             None => [None, None],
         };
-        if events.send(alerts::AlertOut { event: alert.event, state: alert.state, releases }).await.is_err() {
-            tracing::error!("Alert task ended early; alerts will be re-evaluated after restart");
-            return;
-        }
+        batch.push(alerts::AlertOut { event: alert.event, state: alert.state, releases });
+    }
+    // One hand-off per turn: a minute boundary's thousands of events wake the alert task once.
+    if events.send(batch).await.is_err() {
+        tracing::error!("Alert task ended early; alerts will be re-evaluated after restart");
     }
 }
 
@@ -274,7 +279,7 @@ async fn run_sensor_stage(
     let mut announced: std::collections::HashMap<SourcePartition, i64> = std::collections::HashMap::new();
     shared.stats.ready.store(true, Ordering::Relaxed);
 
-    let (results_tx, results_rx) = mpsc::channel::<Emitted>(SINK_QUEUE);
+    let (results_tx, results_rx) = mpsc::channel::<Vec<Emitted>>(SINK_QUEUE);
     let give_up = CancellationToken::new();
     let influx = match &settings.influx {
         Some(i) => {
@@ -440,7 +445,9 @@ async fn run_sensor_stage(
                         shared.stats.records_skipped.fetch_add(1, Ordering::Relaxed);
                         continue 'batch;
                     }
-                    let content_type = message.headers().and_then(|headers| {
+                    // librdkafka parses a record's headers (an allocation) when asked: only a
+                    // topic whose format is decided per record needs them.
+                    let content_type = (input.format == Format::Auto).then(|| message.headers()).flatten().and_then(|headers| {
                         headers.iter().find(|h| h.key.eq_ignore_ascii_case("content-type")).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
                     });
                     let record = InputRecord { source: partition, offset: message.offset(), format: input.format, payload: message.payload(), content_type };
@@ -506,7 +513,7 @@ async fn run_sensor_stage(
 /// offsets until each has acknowledged them.
 async fn forward(
     emitted: &mut Vec<Emitted>,
-    results: &mpsc::Sender<Emitted>,
+    results: &mpsc::Sender<Vec<Emitted>>,
     offsets: &Mutex<OffsetTracker>,
     aggregates: Option<&AggregatesSink>,
     source: &KafkaSource,
@@ -525,11 +532,8 @@ async fn forward(
             format!("{}/{}", source.topic_name(partition), partition.partition)
         });
     }
-    for e in emitted.drain(..) {
-        if results.send(e).await.is_err() {
-            tracing::error!("Sink task ended early; windows will be replayed after restart");
-            return;
-        }
+    if results.send(std::mem::take(emitted)).await.is_err() {
+        tracing::error!("Sink task ended early; windows will be replayed after restart");
     }
 }
 
@@ -818,7 +822,7 @@ fn record_checkpoint(
 /// `acknowledged` with the batch (which stores them in memory and releases their offsets).
 /// A batch InfluxDB never acknowledges is not passed on: its offsets stay held.
 pub(crate) async fn run_sink<T: Send + 'static>(
-    mut items: mpsc::Receiver<T>,
+    mut items: mpsc::Receiver<Vec<T>>,
     mut influx: Option<InfluxWriter>,
     encode: fn(&T, &mut String),
     batch_size: usize,
@@ -830,12 +834,14 @@ pub(crate) async fn run_sink<T: Send + 'static>(
     let mut tick = tokio::time::interval(flush_every);
     loop {
         let (flush_now, closed) = tokio::select! {
-            item = items.recv() => match item {
-                Some(item) => {
+            chunk = items.recv() => match chunk {
+                Some(chunk) => {
                     if let Some(writer) = influx.as_mut() {
-                        writer.push(&item, encode);
+                        for item in &chunk {
+                            writer.push(item, encode);
+                        }
                     }
-                    batch.push(item);
+                    batch.extend(chunk);
                     (batch.len() >= batch_size, false)
                 }
                 None => (true, true),
