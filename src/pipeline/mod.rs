@@ -405,6 +405,9 @@ async fn run_sensor_stage(
                 // select and one sink hand-off per batch instead of per record.
                 let mut next = Some(message);
                 let mut handled = 0;
+                // One clock read per turn: the records of a turn were fetched together.
+                let now = wall_ms();
+                shared.stats.mark_first_record(now);
                 'batch: while let Some(message) = next.take() {
                     handled += 1;
                     if handled < READ_BATCH {
@@ -418,8 +421,6 @@ async fn run_sensor_stage(
                         }
                     };
                     let Some(input) = source.input(message.topic()) else { continue 'batch };
-                    let now = wall_ms();
-                    shared.stats.mark_first_record(now);
                     let partition = SourcePartition { kind: input.kind, partition: message.partition() };
                     if !processor.tracks(partition) {
                         // The record came before the tick saw the assignment: restore first.
