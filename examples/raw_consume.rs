@@ -1,12 +1,14 @@
 //! The physical limit for scripts/bench.sh: a bare rdkafka `BaseConsumer` that reads a
-//! topic from the beginning and discards every record, with the same fetch settings as
-//! citysense. Prints records, bytes, seconds and records per second as one JSON line.
+//! topic from the beginning and discards every record, with citysense's own consumer
+//! settings (`source::kafka::consumer_config`, so the two cannot drift apart). Prints
+//! records, bytes, seconds and records per second as one JSON line.
 //!
 //! `cargo run --release --example raw_consume -- BROKERS TOPIC[,TOPIC…] EXPECTED_RECORDS`
 
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use citysense::config::KafkaSettings;
+use citysense::source::kafka::consumer_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
@@ -17,14 +19,9 @@ fn main() {
         std::process::exit(2);
     };
     let expected: u64 = expected.parse().expect("a record count");
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("raw-consume-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
+    let group = format!("raw-consume-{}", std::process::id());
+    let settings = KafkaSettings { brokers: brokers.clone(), group_id: group.clone(), properties: Vec::new() };
+    let consumer: BaseConsumer = consumer_config(&settings, &group).set("statistics.interval.ms", "0").create().expect("consumer");
     let topics: Vec<&str> = topic.split(',').collect();
     consumer.subscribe(&topics).expect("subscribe");
     let (mut records, mut bytes) = (0u64, 0u64);
