@@ -834,38 +834,90 @@ pub(crate) async fn run_sink<T: Send + 'static>(
     let mut batch: Vec<T> = Vec::new();
     let mut tick = tokio::time::interval(flush_every);
     loop {
-        let (flush_now, closed) = tokio::select! {
+        let (chunk, flush_now, closed) = tokio::select! {
             chunk = items.recv() => match chunk {
-                Some(chunk) => {
-                    if let Some(writer) = influx.as_mut() {
-                        for item in &chunk {
-                            writer.push(item, encode);
-                        }
-                    }
-                    batch.extend(chunk);
-                    (batch.len() >= batch_size, false)
-                }
-                None => (true, true),
+                Some(chunk) => (chunk, false, false),
+                None => (Vec::new(), true, true),
             },
             _ = tick.tick() => {
                 if let Some(writer) = influx.as_mut() {
                     writer.drain_spool().await;
                 }
-                (true, false)
+                (Vec::new(), true, false)
             }
         };
-        if flush_now && !batch.is_empty() {
-            let written = match influx.as_mut() {
-                Some(writer) => writer.flush(give_up.cancelled()).await,
-                None => true,
-            };
-            if !written {
+        // A chunk (one turn of a stage) can be larger than a batch: writes stay at most
+        // `batch_size` points.
+        for item in chunk {
+            if let Some(writer) = influx.as_mut() {
+                writer.push(&item, encode);
+            }
+            batch.push(item);
+            if batch.len() >= batch_size && !write_batch(&mut batch, &mut influx, &mut acknowledged, &give_up).await {
                 return;
             }
-            acknowledged(std::mem::take(&mut batch), influx.is_some());
+        }
+        if flush_now && !write_batch(&mut batch, &mut influx, &mut acknowledged, &give_up).await {
+            return;
         }
         if closed {
             return;
         }
+    }
+}
+
+/// Writes `batch` (already pushed to the writer) and passes it to `acknowledged`; false
+/// when InfluxDB never acknowledged it (the task gives up, the batch's offsets stay held).
+async fn write_batch<T>(
+    batch: &mut Vec<T>,
+    influx: &mut Option<InfluxWriter>,
+    acknowledged: &mut impl FnMut(Vec<T>, bool),
+    give_up: &CancellationToken,
+) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let written = match influx.as_mut() {
+        Some(writer) => writer.flush(give_up.cancelled()).await,
+        None => true,
+    };
+    if written {
+        acknowledged(std::mem::take(batch), influx.is_some());
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sink_task_writes_a_large_chunk_in_batches_of_at_most_batch_size() {
+        let (tx, rx) = mpsc::channel::<Vec<u32>>(4);
+        let written = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
+        let sink = tokio::spawn(run_sink(
+            rx,
+            None,
+            |_: &u32, _| {},
+            4,
+            Duration::from_secs(3600),
+            {
+                let written = written.clone();
+                move |batch: Vec<u32>, to_influx| {
+                    assert!(!to_influx);
+                    written.lock().unwrap().push(batch);
+                }
+            },
+            CancellationToken::new(),
+        ));
+        tx.send((0..10).collect()).await.unwrap();
+        tx.send(vec![10]).await.unwrap();
+        drop(tx);
+        sink.await.unwrap();
+        let written = written.lock().unwrap().clone();
+        // The interval's first tick may flush the remainder of the first chunk early.
+        assert_eq!(written[..2], [vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+        assert!(written.iter().all(|b| b.len() <= 4), "{written:?}");
+        assert_eq!(written.concat(), (0..=10).collect::<Vec<u32>>(), "every item once, in order");
     }
 }
