@@ -88,9 +88,10 @@ checkpoint_interval = "1s"
         records.len()
     }
 
-    /// `load` in `parts` steps: the first part now, each next one (the last with the clock
-    /// records) when the returned loader is called. A stop before the last part lands
-    /// mid-run however fast the pipeline is: the input is not all there yet.
+    /// `load` in `parts` steps: the first part now; the rest are returned, for
+    /// `load_next_part` to load one at a time (the last with the clock records). A stop
+    /// before the last part lands mid-run however fast the pipeline is: the input is not
+    /// all there yet.
     async fn load_in_parts(&self, brokers: &str, start: i64, parts: usize) -> Vec<Vec<SimRecord>> {
         let mut records = self.input(start);
         let size = records.len().div_ceil(parts);
