@@ -69,12 +69,12 @@ impl AlertInput<'_> {
     fn area(&self) -> Area {
         match self {
             AlertInput::Window(w) => w.area.clone(),
-            AlertInput::Peer(p) => Area::new(&p.grid, &p.street, &p.district),
+            AlertInput::Peer(p) => Area { grid: p.grid.clone(), street: p.street.clone(), district: p.district.clone() },
             AlertInput::Area(a) => {
-                let mut area = Area { district: a.district.as_str().into(), ..Area::default() };
+                let mut area = Area { district: a.district.clone(), ..Area::default() };
                 match a.level {
-                    AreaLevel::Grid => area.grid = a.area.as_str().into(),
-                    AreaLevel::Street => area.street = a.area.as_str().into(),
+                    AreaLevel::Grid => area.grid = a.area.clone(),
+                    AreaLevel::Street => area.street = a.area.clone(),
                     AreaLevel::District => {}
                 }
                 area

@@ -529,9 +529,7 @@ async fn forward(
         }
     }
     if let Some(aggregates) = aggregates {
-        aggregates.send_windows(emitted.iter().map(|e| (e.source, e.hold, &e.window)), |partition| {
-            format!("{}/{}", source.topic_name(partition), partition.partition)
-        });
+        aggregates.send_windows(emitted.iter().map(|e| (e.source, e.hold, &e.window)), |partition| source.source_name(partition));
     }
     if results.send(std::mem::take(emitted)).await.is_err() {
         tracing::error!("Sink task ended early; windows will be replayed after restart");
@@ -550,7 +548,7 @@ fn announce_watermarks(
         if watermark == i64::MIN || announced.get(&partition).is_some_and(|w| *w >= watermark) {
             continue;
         }
-        aggregates.send_watermark(&format!("{}/{}", source.topic_name(partition), partition.partition), partition.kind, watermark);
+        aggregates.send_watermark(&source.source_name(partition), partition.kind, watermark);
         announced.insert(partition, watermark);
     }
 }

@@ -112,6 +112,12 @@ impl KafkaSource {
         self.names.get(&source.kind).map_or("", String::as_str)
     }
 
+    /// "topic/partition": how the aggregates topic names an input partition, in window
+    /// records and watermark markers alike.
+    pub fn source_name(&self, source: SourcePartition) -> String {
+        format!("{}/{}", self.topic_name(source), source.partition)
+    }
+
     /// Consumer lag per (topic, partition) as of librdkafka's last statistics.
     pub fn lag(&self) -> Vec<((String, i32), i64)> {
         self.consumer.context().lag.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
