@@ -10,7 +10,7 @@ use smol_str::SmolStr;
 use super::fingerprint::{event_id, fingerprint};
 use super::lifecycle::{AlertState, Change, FlapPolicy, Severity};
 use super::rules::{Field, Rule, RuleKind, Scope};
-use crate::model::{rfc3339, AlertEvent, Area, DomainValues, Kind, WindowResult, WindowValues};
+use crate::model::{rfc3339, AlertEvent, Area, AreaRef, DomainValues, Kind, WindowResult, WindowValues};
 use crate::rollup::{AreaLevel, AreaResult, PeerDeviation};
 
 /// What a rule is evaluated on.
@@ -202,12 +202,12 @@ impl AlertEngine {
     }
 
     /// A reading stamped `ts_ms` was accepted from stream `clock`: the deadman timer restarts.
-    pub fn seen(&mut self, sensor: &str, kind: Kind, area: &Area, ts_ms: i64, clock: u32) {
+    pub fn seen(&mut self, sensor: &str, kind: Kind, area: &AreaRef<'_>, ts_ms: i64, clock: u32) {
         if let Some(entry) = self.last_seen.get_mut(sensor) {
             entry.ts_ms = entry.ts_ms.max(ts_ms);
             entry.clock = clock;
         } else if self.last_seen.len() < self.max_sensors {
-            self.last_seen.insert(sensor.to_owned(), LastSeen { kind, area: area.clone(), ts_ms, clock });
+            self.last_seen.insert(sensor.to_owned(), LastSeen { kind, area: area.to_area(), ts_ms, clock });
         }
     }
 
@@ -664,7 +664,7 @@ mod tests {
     #[test]
     fn a_silent_sensor_is_noticed_by_the_wall_clock() {
         let mut e = engine();
-        e.seen("s1", Kind::Pm25, &Area::default(), 0, 7);
+        e.seen("s1", Kind::Pm25, &AreaRef::default(), 0, 7);
         let mut out = Vec::new();
         let wall = |_: u32| None;
         e.tick(60_000, &wall, &mut out);
@@ -674,7 +674,7 @@ mod tests {
         assert_eq!((out[0].0.rule.as_str(), out[0].0.change.as_str()), ("pm25-no-data/no_data", "fired"));
         e.tick(200_000, &wall, &mut out);
         assert_eq!(out.len(), 1, "still silent, nothing new");
-        e.seen("s1", Kind::Pm25, &Area::default(), 205_000, 7);
+        e.seen("s1", Kind::Pm25, &AreaRef::default(), 205_000, 7);
         e.tick(206_000, &wall, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].0.change, "resolved");
@@ -684,7 +684,7 @@ mod tests {
     fn catching_up_on_a_backlog_is_not_silence() {
         let mut e = engine();
         // Hours-old readings arrive now; the stream's own clock is at their time.
-        e.seen("s1", Kind::Pm25, &Area::default(), 1_000, 3);
+        e.seen("s1", Kind::Pm25, &AreaRef::default(), 1_000, 3);
         let stream_at = |clock: u32| (clock == 3).then_some(60_000);
         let mut out = Vec::new();
         e.tick(10 * HOUR, &stream_at, &mut out);

@@ -1,68 +1,74 @@
 //! JSON readings and charging-pile statuses (SPEC §1) → `RawRecord`. Unknown fields are
 //! ignored (vendors add their own); missing or mistyped required fields are schema errors.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
-use smol_str::SmolStr;
 
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
-use crate::model::Area;
+use crate::model::AreaRef;
 
+/// Text fields borrow the record (owned only when the JSON string has escapes).
 #[derive(Deserialize)]
-struct JsonReading {
-    sensor_id: SmolStr,
-    kind: Option<SmolStr>,
+struct JsonReading<'a> {
+    #[serde(borrow)]
+    sensor_id: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
     ts: Timestamp,
     value: Number,
-    unit: SmolStr,
-    #[serde(default)]
-    grid: SmolStr,
-    #[serde(default)]
-    street: SmolStr,
-    #[serde(default)]
-    district: SmolStr,
+    #[serde(borrow)]
+    unit: Cow<'a, str>,
+    #[serde(default, borrow)]
+    grid: Cow<'a, str>,
+    #[serde(default, borrow)]
+    street: Cow<'a, str>,
+    #[serde(default, borrow)]
+    district: Cow<'a, str>,
     lat: Option<f64>,
     lon: Option<f64>,
-    #[serde(default)]
-    vendor: SmolStr,
+    #[serde(default, borrow)]
+    vendor: Cow<'a, str>,
     seq: Option<u64>,
 }
 
 #[derive(Deserialize)]
-struct JsonPileStatus {
-    pile_id: SmolStr,
+struct JsonPileStatus<'a> {
+    #[serde(borrow)]
+    pile_id: Cow<'a, str>,
     #[serde(default)]
     connector: u32,
     ts: Timestamp,
-    status: SmolStr,
-    #[serde(default)]
-    error_code: SmolStr,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(default, borrow)]
+    error_code: Cow<'a, str>,
     power_kw: Option<Number>,
-    #[serde(default)]
-    grid: SmolStr,
-    #[serde(default)]
-    street: SmolStr,
-    #[serde(default)]
-    district: SmolStr,
+    #[serde(default, borrow)]
+    grid: Cow<'a, str>,
+    #[serde(default, borrow)]
+    street: Cow<'a, str>,
+    #[serde(default, borrow)]
+    district: Cow<'a, str>,
     lat: Option<f64>,
     lon: Option<f64>,
-    #[serde(default)]
-    vendor: SmolStr,
+    #[serde(default, borrow)]
+    vendor: Cow<'a, str>,
     seq: Option<u64>,
 }
 
 /// Decodes a pm25/dust/water reading.
-pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
+pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let json: JsonReading = serde_json::from_slice(bytes).map_err(classify)?;
     Ok(RawRecord {
         id: json.sensor_id,
         kind: json.kind,
         ts_ms: json.ts.0,
         body: RawBody::Level { value: json.value.0, unit: json.unit },
-        area: Area { grid: json.grid, street: json.street, district: json.district },
+        area: AreaRef { grid: json.grid, street: json.street, district: json.district },
         lat: json.lat,
         lon: json.lon,
         vendor: json.vendor,
@@ -71,11 +77,11 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
 }
 
 /// Decodes a charging-pile status or heartbeat.
-pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
+pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let json: JsonPileStatus = serde_json::from_slice(bytes).map_err(classify)?;
     Ok(RawRecord {
         id: json.pile_id,
-        kind: Some(SmolStr::new_static("charging")),
+        kind: Some("charging".into()),
         ts_ms: json.ts.0,
         body: RawBody::Pile {
             connector: json.connector,
@@ -83,7 +89,7 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
             error_code: json.error_code,
             power_kw: json.power_kw.map(|n| n.0),
         },
-        area: Area { grid: json.grid, street: json.street, district: json.district },
+        area: AreaRef { grid: json.grid, street: json.street, district: json.district },
         lat: json.lat,
         lon: json.lon,
         vendor: json.vendor,

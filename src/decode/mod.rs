@@ -53,15 +53,16 @@ pub struct Decoder {
 
 impl Decoder {
     /// Decodes and validates one record from a topic of `kind`. `now_ms` is the wall clock.
-    pub fn decode(
+    /// The reading's text borrows the payload and the registry.
+    pub fn decode<'a>(
         &self,
         kind: Kind,
         format: Format,
-        payload: Option<&[u8]>,
+        payload: Option<&'a [u8]>,
         content_type: Option<&str>,
-        registry: &Registry,
+        registry: &'a Registry,
         now_ms: i64,
-    ) -> Result<Reading, Rejection> {
+    ) -> Result<Reading<'a>, Rejection> {
         let payload = payload.unwrap_or_default();
         if payload.is_empty() {
             return Err(Rejection::new(Reason::Undecodable, "empty record"));

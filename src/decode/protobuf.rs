@@ -2,15 +2,13 @@
 //! "missing": an empty id, unit or status, or a zero timestamp, counts as a missing field,
 //! so a protobuf record is held to the same schema as its JSON twin.
 
-use smol_str::SmolStr;
-
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
 use super::wire::{for_each_field, WireError};
-use crate::model::Area;
+use crate::model::AreaRef;
 
 /// `citysense.v1.Reading` (proto/citysense/v1/reading.proto), field by field.
-pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
+pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let (mut id, mut kind, mut unit, mut vendor) = ("", "", "", "");
     let (mut ts_ms, mut value, mut lat, mut lon, mut seq) = (0i64, 0.0f64, None, None, None);
     let mut area = [""; 3];
@@ -35,20 +33,20 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord, Rejection> {
     require("ts_ms", ts_ms != 0)?;
     require("unit", !unit.is_empty())?;
     Ok(RawRecord {
-        id: SmolStr::new(id),
-        kind: (!kind.is_empty()).then(|| SmolStr::new(kind)),
+        id: id.into(),
+        kind: (!kind.is_empty()).then_some(kind.into()),
         ts_ms,
-        body: RawBody::Level { value, unit: SmolStr::new(unit) },
-        area: Area::new(area[0], area[1], area[2]),
+        body: RawBody::Level { value, unit: unit.into() },
+        area: AreaRef::new(area[0], area[1], area[2]),
         lat,
         lon,
-        vendor: SmolStr::new(vendor),
+        vendor: vendor.into(),
         seq,
     })
 }
 
 /// `citysense.v1.ChargingStatus`, field by field.
-pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
+pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let (mut id, mut status, mut error_code, mut vendor) = ("", "", "", "");
     let (mut connector, mut ts_ms, mut power_kw, mut seq) = (0u32, 0i64, None, None);
     let mut area = [""; 3];
@@ -73,14 +71,14 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord, Rejection> {
     require("ts_ms", ts_ms != 0)?;
     require("status", !status.is_empty())?;
     Ok(RawRecord {
-        id: SmolStr::new(id),
-        kind: Some(SmolStr::new_static("charging")),
+        id: id.into(),
+        kind: Some("charging".into()),
         ts_ms,
-        body: RawBody::Pile { connector, status: SmolStr::new(status), error_code: SmolStr::new(error_code), power_kw },
-        area: Area::new(area[0], area[1], area[2]),
+        body: RawBody::Pile { connector, status: status.into(), error_code: error_code.into(), power_kw },
+        area: AreaRef::new(area[0], area[1], area[2]),
         lat: None,
         lon: None,
-        vendor: SmolStr::new(vendor),
+        vendor: vendor.into(),
         seq,
     })
 }
@@ -116,7 +114,8 @@ mod tests {
             seq: Some(7),
             ..Default::default()
         };
-        let raw = decode_reading(&msg.encode_to_vec()).unwrap();
+        let bytes = msg.encode_to_vec();
+        let raw = decode_reading(&bytes).unwrap();
         assert_eq!(raw.id, "hd-pm-0042");
         assert_eq!(raw.kind.as_deref(), Some("pm25"));
         assert_eq!(raw.body, RawBody::Level { value: 41.5, unit: "ug/m3".into() });
@@ -139,7 +138,7 @@ mod tests {
 
     /// What prost's generated decoder makes of the bytes, held to the same schema: the
     /// reference the borrowing reader must match.
-    fn prost_reading(bytes: &[u8]) -> Result<RawRecord, Reason> {
+    fn prost_reading(bytes: &[u8]) -> Result<RawRecord<'static>, Reason> {
         let msg = proto::Reading::decode(bytes).map_err(|_| Reason::Undecodable)?;
         if msg.sensor_id.is_empty() || msg.ts_ms == 0 || msg.unit.is_empty() {
             return Err(Reason::Schema);
@@ -149,7 +148,7 @@ mod tests {
             kind: (!msg.kind.is_empty()).then(|| msg.kind.into()),
             ts_ms: msg.ts_ms,
             body: RawBody::Level { value: msg.value, unit: msg.unit.into() },
-            area: Area { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
+            area: AreaRef { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
             lat: msg.lat,
             lon: msg.lon,
             vendor: msg.vendor.into(),
@@ -157,7 +156,7 @@ mod tests {
         })
     }
 
-    fn prost_pile_status(bytes: &[u8]) -> Result<RawRecord, Reason> {
+    fn prost_pile_status(bytes: &[u8]) -> Result<RawRecord<'static>, Reason> {
         let msg = proto::ChargingStatus::decode(bytes).map_err(|_| Reason::Undecodable)?;
         if msg.pile_id.is_empty() || msg.ts_ms == 0 || msg.status.is_empty() {
             return Err(Reason::Schema);
@@ -172,7 +171,7 @@ mod tests {
                 error_code: msg.error_code.into(),
                 power_kw: msg.power_kw,
             },
-            area: Area { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
+            area: AreaRef { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
             lat: None,
             lon: None,
             vendor: msg.vendor.into(),
@@ -181,7 +180,7 @@ mod tests {
     }
 
     /// Outcomes compared by their debug text, so that NaN values from mutated bytes match.
-    fn outcome(result: Result<RawRecord, Reason>) -> String {
+    fn outcome(result: Result<RawRecord<'_>, Reason>) -> String {
         format!("{result:?}")
     }
 

@@ -1,29 +1,30 @@
 //! The format-neutral record both decoders produce: fields as the vendor sent them,
 //! before unit normalisation and validation. JSON and protobuf meet here, which is why
-//! they give identical results.
+//! they give identical results. Text borrows the record's bytes (JSON with escapes is the
+//! exception), so decoding copies no names.
 
-use smol_str::SmolStr;
+use std::borrow::Cow;
 
-use crate::model::Area;
+use crate::model::AreaRef;
 
 /// What the record carries besides identity and time.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RawBody {
-    Level { value: f64, unit: SmolStr },
-    Pile { connector: u32, status: SmolStr, error_code: SmolStr, power_kw: Option<f64> },
+pub enum RawBody<'a> {
+    Level { value: f64, unit: Cow<'a, str> },
+    Pile { connector: u32, status: Cow<'a, str>, error_code: Cow<'a, str>, power_kw: Option<f64> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawRecord {
+pub struct RawRecord<'a> {
     /// `sensor_id` or `pile_id`.
-    pub id: SmolStr,
+    pub id: Cow<'a, str>,
     /// The record's own `kind`, when it names one.
-    pub kind: Option<SmolStr>,
+    pub kind: Option<Cow<'a, str>>,
     pub ts_ms: i64,
-    pub body: RawBody,
-    pub area: Area,
+    pub body: RawBody<'a>,
+    pub area: AreaRef<'a>,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
-    pub vendor: SmolStr,
+    pub vendor: Cow<'a, str>,
     pub seq: Option<u64>,
 }

@@ -4,7 +4,7 @@
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
 use super::units::to_canonical;
-use crate::model::{Area, Kind, Observation, PileStatus, Reading};
+use crate::model::{AreaRef, Kind, Observation, PileStatus, Reading};
 use crate::registry::Registry;
 
 /// PM2.5 outside 0..2000 µg/m³ is physically impossible for an ambient monitor (SPEC §2).
@@ -39,7 +39,13 @@ impl Default for Limits {
 }
 
 /// Validates and normalises one decoded record read from a topic of `topic_kind`.
-pub fn validate(raw: RawRecord, topic_kind: Kind, registry: &Registry, limits: &Limits, now_ms: i64) -> Result<Reading, Rejection> {
+pub fn validate<'a>(
+    raw: RawRecord<'a>,
+    topic_kind: Kind,
+    registry: &'a Registry,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<Reading<'a>, Rejection> {
     match check(&raw, topic_kind, registry, limits, now_ms) {
         Ok((observation, registry_area)) => Ok(Reading {
             sensor_id: raw.id,
@@ -57,13 +63,13 @@ pub fn validate(raw: RawRecord, topic_kind: Kind, registry: &Registry, limits: &
 
 /// The record's observation in canonical units and the registry's location for it, or why
 /// it is refused.
-fn check(
-    raw: &RawRecord,
+fn check<'r>(
+    raw: &RawRecord<'_>,
     topic_kind: Kind,
-    registry: &Registry,
+    registry: &'r Registry,
     limits: &Limits,
     now_ms: i64,
-) -> Result<(Observation, Option<Area>), Rejection> {
+) -> Result<(Observation, Option<AreaRef<'r>>), Rejection> {
     if let Some(kind) = raw.kind.as_deref() {
         if Kind::parse(kind) != Some(topic_kind) {
             return Err(Rejection::new(Reason::UnknownKind, format!("kind {kind:?} on the {topic_kind} topic")));
@@ -123,7 +129,7 @@ fn check(
             ));
         }
     }
-    Ok((observation, info.map(|i| i.area()).filter(|area| !area.is_empty())))
+    Ok((observation, info.map(|i| AreaRef::new(&i.grid, &i.street, &i.district)).filter(|area| !area.is_empty())))
 }
 
 /// Epoch milliseconds as RFC 3339 for messages.
@@ -133,21 +139,18 @@ pub fn format_ms(ts_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use smol_str::SmolStr;
-
     use super::*;
-    use crate::model::Area;
     use crate::registry::SensorInfo;
 
     const NOW: i64 = 1_764_057_600_000;
 
-    fn level(kind: Option<&str>, value: f64, unit: &str) -> RawRecord {
+    fn level<'a>(kind: Option<&'a str>, value: f64, unit: &'a str) -> RawRecord<'a> {
         RawRecord {
             id: "s1".into(),
-            kind: kind.map(SmolStr::new),
+            kind: kind.map(Into::into),
             ts_ms: NOW - 1000,
             body: RawBody::Level { value, unit: unit.into() },
-            area: Area { grid: "g".into(), street: "s".into(), district: "d".into() },
+            area: AreaRef::new("g", "s", "d"),
             lat: None,
             lon: None,
             vendor: "acme".into(),
@@ -155,16 +158,16 @@ mod tests {
         }
     }
 
-    fn check(raw: RawRecord, kind: Kind) -> Result<Reading, Rejection> {
-        validate(raw, kind, &Registry::empty(), &Limits::default(), NOW)
+    /// The observation a record validates to.
+    fn check(raw: RawRecord<'_>, kind: Kind) -> Result<Observation, Rejection> {
+        validate(raw, kind, &Registry::empty(), &Limits::default(), NOW).map(|reading| reading.observation)
     }
 
     #[test]
     fn units_are_normalised() {
-        let reading = check(level(Some("pm25"), 0.0415, "mg/m3"), Kind::Pm25).unwrap();
-        assert!(matches!(reading.observation, Observation::Level(v) if (v - 41.5).abs() < 1e-9));
-        let reading = check(level(None, 35.0, "cm"), Kind::Water).unwrap();
-        assert_eq!(reading.observation, Observation::Level(0.35));
+        let observation = check(level(Some("pm25"), 0.0415, "mg/m3"), Kind::Pm25).unwrap();
+        assert!(matches!(observation, Observation::Level(v) if (v - 41.5).abs() < 1e-9));
+        assert_eq!(check(level(None, 35.0, "cm"), Kind::Water).unwrap(), Observation::Level(0.35));
     }
 
     #[test]
@@ -224,7 +227,7 @@ mod tests {
     #[test]
     fn unknown_pile_statuses_are_refused() {
         let raw = RawRecord {
-            body: RawBody::Pile { connector: 1, status: "Exploded".into(), error_code: SmolStr::default(), power_kw: None },
+            body: RawBody::Pile { connector: 1, status: "Exploded".into(), error_code: "".into(), power_kw: None },
             ..level(Some("charging"), 0.0, "")
         };
         assert_eq!(check(raw, Kind::Charging).unwrap_err().reason, Reason::UnknownStatus);

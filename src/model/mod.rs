@@ -10,5 +10,5 @@ mod window_result;
 pub use alert_event::{rfc3339, AlertEvent};
 pub use kind::Kind;
 pub use pile_status::PileStatus;
-pub use reading::{Area, Observation, Reading};
+pub use reading::{Area, AreaRef, Observation, Reading};
 pub use window_result::{DomainValues, LevelValues, PileValues, WindowResult, WindowValues};

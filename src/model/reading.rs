@@ -1,5 +1,7 @@
 //! A reading after decoding, unit normalisation and validation.
 
+use std::borrow::Cow;
+
 use smol_str::SmolStr;
 
 use super::{Kind, PileStatus};
@@ -34,17 +36,46 @@ pub enum Observation {
     Pile { status: PileStatus, power_kw: Option<f64> },
 }
 
-/// A clean, normalised reading: the only thing the window stage ever sees.
+/// A location whose names are borrowed: from the record's bytes, or from the registry.
+/// The window stage copies it into its own `Area` only when a sensor's location changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AreaRef<'a> {
+    pub grid: Cow<'a, str>,
+    pub street: Cow<'a, str>,
+    pub district: Cow<'a, str>,
+}
+
+impl<'a> AreaRef<'a> {
+    pub fn new(grid: &'a str, street: &'a str, district: &'a str) -> Self {
+        AreaRef { grid: Cow::Borrowed(grid), street: Cow::Borrowed(street), district: Cow::Borrowed(district) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grid.is_empty() && self.street.is_empty() && self.district.is_empty()
+    }
+
+    /// Whether `area` has the same names.
+    pub fn matches(&self, area: &Area) -> bool {
+        *self.grid == *area.grid && *self.street == *area.street && *self.district == *area.district
+    }
+
+    pub fn to_area(&self) -> Area {
+        Area::new(&self.grid, &self.street, &self.district)
+    }
+}
+
+/// A clean, normalised reading: the only thing the window stage ever sees. Its text
+/// borrows the record (or the registry): a reading copies no names, and the window stage
+/// copies the id only for a sensor it has not seen.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    /// Inline up to 23 bytes, like `Area`'s names: a reading allocates nothing.
-    pub sensor_id: SmolStr,
+pub struct Reading<'a> {
+    pub sensor_id: Cow<'a, str>,
     pub kind: Kind,
     /// Event time, epoch milliseconds UTC.
     pub ts_ms: i64,
     pub observation: Observation,
     /// Location as the record gave it (the registry, when it knows the sensor, wins).
-    pub area: Area,
-    pub vendor: SmolStr,
+    pub area: AreaRef<'a>,
+    pub vendor: Cow<'a, str>,
     pub seq: Option<u64>,
 }

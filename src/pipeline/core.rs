@@ -159,16 +159,15 @@ impl Processor {
         *position = (*position).max(record.offset + 1);
         let reading =
             self.settings.decoder.decode(kind, record.format, record.payload, record.content_type, &self.registry, now_wall_ms)?;
-        let heard =
-            self.deadman_kinds[kind.index()].then(|| (reading.sensor_id.clone(), reading.area.clone(), reading.ts_ms.min(now_wall_ms)));
         let (specs, timing) = (&self.specs[kind.index()], &self.settings.timing);
         let windows =
             self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), *timing, now_wall_ms));
-        let result = windows.add(reading, &mut self.budget, now_wall_ms, &mut self.scratch);
-        if let (Ok(()), Some((sensor, area, ts))) = (&result, heard) {
+        let result = windows.add(&reading, &mut self.budget, now_wall_ms, &mut self.scratch);
+        if result.is_ok() && self.deadman_kinds[kind.index()] {
             // The deadman timer runs on the reading's own time, so a replayed history
             // (the demo's backfill) shows which sensors fell silent and when.
-            self.alerts.seen(&sensor, kind, &area, ts, clock_of(record.source));
+            let ts = reading.ts_ms.min(now_wall_ms);
+            self.alerts.seen(&reading.sensor_id, kind, &reading.area, ts, clock_of(record.source));
         }
         self.finish_closed(record.source, record.offset, emitted);
         result

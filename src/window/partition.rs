@@ -348,14 +348,14 @@ impl PartitionWindows {
     /// Adds one validated reading; closes the windows its watermark passes.
     pub fn add(
         &mut self,
-        reading: Reading,
+        reading: &Reading<'_>,
         budget: &mut SensorBudget,
         now_wall_ms: i64,
         closed: &mut Vec<WindowResult>,
     ) -> Result<(), Rejection> {
         self.last_record_wall_ms = now_wall_ms;
         let (specs, timing) = (self.specs.clone(), self.timing);
-        let vendor = reading.vendor.as_str();
+        let vendor: &str = &reading.vendor;
         let reject = |reason, detail: String| Err(Rejection::new(reason, detail).with_vendor(vendor));
 
         let watermark = self.open.watermark.current();
@@ -379,7 +379,7 @@ impl PartitionWindows {
                 );
             }
         }
-        let slot = match self.open.slots.get(reading.sensor_id.as_str()) {
+        let slot = match self.open.slots.get(&*reading.sensor_id) {
             Some(&slot) => {
                 let duplicate =
                     self.open.sensors.get(slot as usize).and_then(Option::as_ref).and_then(|s| s.duplicate(reading.ts_ms, reading.seq));
@@ -396,11 +396,13 @@ impl PartitionWindows {
                 self.open.track(&reading.sensor_id, specs.len())
             }
         };
-        let Reading { ts_ms, seq, observation, area, .. } = reading;
+        let Reading { ts_ms, seq, observation, ref area, .. } = *reading;
         let open = &mut self.open;
         let Some(state) = open.sensors.get_mut(slot as usize).and_then(Option::as_mut) else { return Ok(()) };
         state.accept(ts_ms, seq);
-        state.area = area;
+        if !area.matches(&state.area) {
+            state.area = area.to_area();
+        }
         let mut corrected = Vec::new();
         let sample = Sample::new(ts_ms, observation);
         for (spec_index, spec) in specs.iter().enumerate() {
@@ -553,7 +555,7 @@ fn pane_end(ts_ms: i64, spec: &WindowSpec, tz_offset_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Observation;
+    use crate::model::{AreaRef, Observation};
 
     const MINUTE: i64 = 60_000;
 
@@ -561,13 +563,13 @@ mod tests {
         WindowTiming { out_of_orderness_ms: 30_000, allowed_lateness_ms: 2 * MINUTE, tz_offset_ms: 0, late_policy: LatePolicy::DeadLetter }
     }
 
-    fn reading(sensor: &str, ts_ms: i64, value: f64, seq: Option<u64>) -> Reading {
+    fn reading(sensor: &str, ts_ms: i64, value: f64, seq: Option<u64>) -> Reading<'_> {
         Reading {
             sensor_id: sensor.into(),
             kind: Kind::Pm25,
             ts_ms,
             observation: Observation::Level(value),
-            area: Area::default(),
+            area: AreaRef::default(),
             vendor: "v".into(),
             seq,
         }
@@ -588,8 +590,8 @@ mod tests {
             }
         }
 
-        fn add(&mut self, r: Reading) -> Result<(), Reason> {
-            self.windows.add(r, &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
+        fn add(&mut self, r: Reading<'_>) -> Result<(), Reason> {
+            self.windows.add(&r, &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
         }
     }
 
@@ -643,20 +645,20 @@ mod tests {
         let mut windows = PartitionWindows::new(Kind::Pm25, minute().into(), timing, 0);
         let mut budget = SensorBudget { tracked: 0, cap: 10 };
         let mut closed = Vec::new();
-        windows.add(reading("a", 10_000, 1.0, None), &mut budget, 0, &mut closed).unwrap();
-        windows.add(reading("a", 300_000, 5.0, None), &mut budget, 0, &mut closed).unwrap();
+        windows.add(&reading("a", 10_000, 1.0, None), &mut budget, 0, &mut closed).unwrap();
+        windows.add(&reading("a", 300_000, 5.0, None), &mut budget, 0, &mut closed).unwrap();
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].values.count(), 1);
         // Late for [0, 60 s) but within the 10 min horizon: the window is emitted again.
-        windows.add(reading("a", 20_000, 3.0, None), &mut budget, 0, &mut closed).unwrap();
+        windows.add(&reading("a", 20_000, 3.0, None), &mut budget, 0, &mut closed).unwrap();
         assert_eq!(closed.len(), 2);
         let corrected = &closed[1];
         assert_eq!((corrected.start_ms, corrected.end_ms), (0, MINUTE));
         assert_eq!(corrected.values.level().unwrap().mean, 2.0);
-        assert_eq!(windows.add(reading("a", 20_000, 3.0, None), &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Duplicate);
+        assert_eq!(windows.add(&reading("a", 20_000, 3.0, None), &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Duplicate);
         // Past end + lateness + horizon (13 min), the window is gone: late.
-        windows.add(reading("a", 14 * MINUTE, 5.0, None), &mut budget, 0, &mut closed).unwrap();
-        assert_eq!(windows.add(reading("a", 30_000, 3.0, None), &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Late);
+        windows.add(&reading("a", 14 * MINUTE, 5.0, None), &mut budget, 0, &mut closed).unwrap();
+        assert_eq!(windows.add(&reading("a", 30_000, 3.0, None), &mut budget, 0, &mut closed).unwrap_err().reason, Reason::Late);
     }
 
     #[test]
@@ -769,8 +771,8 @@ mod tests {
                 let mut closed = Vec::new();
                 let mut fates = Vec::new();
                 for (sensor, ts, value) in &records {
-                    let r = reading(&format!("s{sensor}"), *ts, *value, None);
-                    fates.push(windows.add(r, &mut budget, 0, &mut closed).is_ok());
+                    let id = format!("s{sensor}");
+                    fates.push(windows.add(&reading(&id, *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
                 }
                 let (expected_fates, expected) = reference(&records);
                 let watermark = windows.watermark();
@@ -822,7 +824,7 @@ mod tests {
                             budget = SensorBudget { tracked: 0, cap: 100 };
                             windows = PartitionWindows::restore(Kind::Pm25, specs().into(), timing(), 0, &bytes, &mut budget).unwrap();
                         }
-                        fates.push(windows.add(reading(&format!("s{sensor}"), *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
+                        fates.push(windows.add(&reading(&format!("s{sensor}"), *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
                     }
                     windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
                     (fates, closed, budget.tracked)
