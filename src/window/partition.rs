@@ -671,6 +671,20 @@ mod tests {
     }
 
     #[test]
+    fn a_window_carries_the_area_of_its_sensors_latest_reading() {
+        let mut h = Harness::new(minute(), 10);
+        let at = |grid: &'static str, ts_ms| Reading { area: AreaRef::new(grid, "st", "di"), ..reading("a", ts_ms, 1.0, None) };
+        h.add(at("g1", 10_000)).unwrap();
+        h.add(at("g2", 20_000)).unwrap();
+        h.add(reading("b", 10 * MINUTE, 1.0, None)).unwrap();
+        h.add(at("g1", 11 * MINUTE)).unwrap();
+        h.add(reading("b", 20 * MINUTE, 1.0, None)).unwrap();
+        let areas: Vec<&str> = h.closed.iter().filter(|w| w.sensor_id == "a").map(|w| w.area.grid.as_str()).collect();
+        assert_eq!(areas, ["g2", "g1"]);
+        assert_eq!(h.closed.iter().find(|w| w.sensor_id == "a").map(|w| &w.area), Some(&Area::new("g2", "st", "di")));
+    }
+
+    #[test]
     fn a_sequence_number_repeats_only_when_accepted_before_in_any_order_and_after_a_restore() {
         let mut h = Harness::new(minute(), 10);
         h.add(reading("a", 10_000, 1.0, Some(7))).unwrap();
