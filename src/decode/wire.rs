@@ -31,7 +31,7 @@ pub enum Value<'a> {
 impl<'a> Value<'a> {
     pub fn string(self) -> Result<&'a str, WireError> {
         match self {
-            Value::Bytes(bytes) => utf8(bytes).ok_or(WireError("invalid string value: data is not UTF-8 encoded")),
+            Value::Bytes(bytes) => super::utf8(bytes).ok_or(WireError("invalid string value: data is not UTF-8 encoded")),
             _ => Err(WireError("invalid wire type for a string field")),
         }
     }
@@ -48,19 +48,6 @@ impl<'a> Value<'a> {
             Value::Fixed64(bytes) => Ok(f64::from_le_bytes(bytes)),
             _ => Err(WireError("invalid wire type for a double field")),
         }
-    }
-}
-
-/// `bytes` as text when they are UTF-8. Ids, units and area names are short and ASCII:
-/// `is_ascii` checks those a word at a time, where `from_utf8` walks short strings byte by
-/// byte through its full decoder (12 % of the core's instructions before this fast path).
-#[inline]
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-    } else {
-        std::str::from_utf8(bytes).ok()
     }
 }
 
