@@ -8,7 +8,7 @@
 #       VictoriaMetrics (examples/pipeline_bench.rs),
 # and prints min/median/max of each and the ratio (b)/(a); then
 #   (c) the alert latency at a steady input rate: closing record produced → alert event read
-#       from the alerts topic, p50/p99/max (examples/alert_latency.rs).
+#       from the alerts topic, p50/p99/max (examples/alert_latency.rs), each run on a fresh broker.
 # Results go to target/bench/results.md; copy them into BENCHMARKS.md.
 #   BENCH_RECORDS (default 2000000)  BENCH_RUNS (3)  BENCH_SENSORS (10000)  BENCH_FORMATS ("json protobuf")
 #   BENCH_WARMUP (1: an unrecorded run 0 first)  BENCH_ALERT_RATE (50000 readings/s)  BENCH_ALERT_SECONDS (150)  BENCH_ALERT_RUNS (BENCH_RUNS; 0 skips (c))
@@ -31,7 +31,22 @@ log "Building release binaries"
 cargo build --release --locked --quiet --bin citysense --example raw_consume --example pipeline_bench --example alert_latency
 BIN="$ROOT/target/release"
 
-create_topic() { "$TANSU" topic create "$1" --partitions "$2" --broker "tcp://$CITYSENSE_TEST_KAFKA" >/dev/null; }
+create_topic() { "$TANSU" topic create "$1" --partitions "$2" --broker "tcp://${3:-$CITYSENSE_TEST_KAFKA}" >/dev/null; }
+
+# Each alert-latency run gets a broker of its own. tansu's memory store keeps every record
+# and its CPU grows with it (0.8 → 1.1 cores at 50 k readings/s over one 130 s run, while
+# its memory grew to 1.9 GB), so a broker still holding the throughput runs' topics would
+# measure them too.
+start_latency_broker() {
+    local port
+    port="$(free_port)"
+    "$TANSU" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine memory://tansu/ >>"$WORK/tansu-latency.log" 2>&1 &
+    LATENCY_BROKER_PID=$!
+    PIDS+=("$LATENCY_BROKER_PID")
+    wait_for tansu 30 port_open "$port"
+    LATENCY_BROKER="127.0.0.1:$port"
+}
 
 # Run 0 (json, not recorded) warms VictoriaMetrics up: its first write of a series registers
 # it, which made whichever run came first up to 2x slower than the next.
@@ -63,14 +78,17 @@ ALERT_RESULTS="$OUT/alert-latency.jsonl"
 : >"$ALERT_RESULTS"
 for run in $(seq 1 "${BENCH_ALERT_RUNS:-$RUNS}"); do
     prefix="latency-$run-$$"
-    create_topic "$prefix.pm25" 4
-    create_topic "$prefix.aggregates" 4
-    for kind in dust water charging; do create_topic "$prefix.$kind" 1; done
-    for topic in deadletter checkpoints alerts alerts.changelog; do create_topic "$prefix.$topic" 1; done
-    log "[alert latency $run] ${BENCH_ALERT_RATE:-50000} readings/s for ${BENCH_ALERT_SECONDS:-150} s"
-    latency="$("$BIN/examples/alert_latency" "$CITYSENSE_TEST_KAFKA" "$prefix" "${BENCH_ALERT_RATE:-50000}" \
+    start_latency_broker
+    create_topic "$prefix.pm25" 4 "$LATENCY_BROKER"
+    create_topic "$prefix.aggregates" 4 "$LATENCY_BROKER"
+    for kind in dust water charging; do create_topic "$prefix.$kind" 1 "$LATENCY_BROKER"; done
+    for topic in deadletter checkpoints alerts alerts.changelog; do create_topic "$prefix.$topic" 1 "$LATENCY_BROKER"; done
+    log "[alert latency $run] ${BENCH_ALERT_RATE:-50000} readings/s for ${BENCH_ALERT_SECONDS:-150} s (broker $LATENCY_BROKER)"
+    latency="$("$BIN/examples/alert_latency" "$LATENCY_BROKER" "$prefix" "${BENCH_ALERT_RATE:-50000}" \
         "${BENCH_ALERT_SECONDS:-150}" "$SENSORS" "$CITYSENSE_TEST_INFLUX" 2>>"$OUT/alert-latency.log")"
     log "[alert latency $run] $latency"
+    kill "$LATENCY_BROKER_PID" 2>/dev/null || true
+    wait "$LATENCY_BROKER_PID" 2>/dev/null || true
     echo "$latency" >>"$ALERT_RESULTS"
 done
 

@@ -76,9 +76,11 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // A broker that holds a fetch until the wait runs out (tansu does) would add up to
-        // librdkafka's default 500 ms to every alert; real Kafka answers as soon as data is in.
-        .set("fetch.wait.max.ms", "100")
+        // A broker that holds a fetch until the wait runs out (tansu does) adds that wait to
+        // every record: at 100 ms stage 1 read records ~200 ms after they were produced, at
+        // 10 ms ~25 ms (alert latency bench, BENCHMARKS.md). Real Kafka answers as soon as
+        // data is in, so this only bounds how long an idle consumer's fetch is held.
+        .set("fetch.wait.max.ms", "10")
         .set("statistics.interval.ms", "5000");
     for (key, value) in &settings.properties {
         config.set(key, value);
