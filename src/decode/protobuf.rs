@@ -4,7 +4,7 @@
 
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
-use super::wire::{for_each_field, WireError};
+use super::wire::{Reader, WireError};
 use crate::model::AreaRef;
 
 /// `citysense.v1.Reading` (proto/citysense/v1/reading.proto), field by field.
@@ -12,22 +12,25 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let (mut id, mut kind, mut unit, mut vendor) = ("", "", "", "");
     let (mut ts_ms, mut value, mut lat, mut lon, mut seq) = (0i64, 0.0f64, None, None, None);
     let mut area = [""; 3];
-    for_each_field(bytes, |field, v| {
-        match field {
-            1 => id = v.string()?,
-            2 => kind = v.string()?,
-            3 => ts_ms = v.varint()? as i64,
-            4 => value = v.double()?,
-            5 => unit = v.string()?,
-            6..=8 => area[(field - 6) as usize] = v.string()?,
-            9 => lat = Some(v.double()?),
-            10 => lon = Some(v.double()?),
-            11 => vendor = v.string()?,
-            12 => seq = Some(v.varint()?),
-            _ => {}
+    let mut fields = Reader::new(bytes);
+    (|| {
+        while let Some(key) = fields.key()? {
+            match key.0 {
+                1 => id = fields.string(key)?,
+                2 => kind = fields.string(key)?,
+                3 => ts_ms = fields.varint(key)? as i64,
+                4 => value = fields.double(key)?,
+                5 => unit = fields.string(key)?,
+                6..=8 => area[(key.0 - 6) as usize] = fields.string(key)?,
+                9 => lat = Some(fields.double(key)?),
+                10 => lon = Some(fields.double(key)?),
+                11 => vendor = fields.string(key)?,
+                12 => seq = Some(fields.varint(key)?),
+                _ => fields.skip(key)?,
+            }
         }
         Ok(())
-    })
+    })()
     .map_err(undecodable)?;
     require("sensor_id", !id.is_empty())?;
     require("ts_ms", ts_ms != 0)?;
@@ -50,22 +53,25 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let (mut id, mut status, mut error_code, mut vendor) = ("", "", "", "");
     let (mut connector, mut ts_ms, mut power_kw, mut seq) = (0u32, 0i64, None, None);
     let mut area = [""; 3];
-    for_each_field(bytes, |field, v| {
-        match field {
-            1 => id = v.string()?,
-            // uint32 on the wire is a varint; prost keeps its low 32 bits.
-            2 => connector = v.varint()? as u32,
-            3 => ts_ms = v.varint()? as i64,
-            4 => status = v.string()?,
-            5 => error_code = v.string()?,
-            6 => power_kw = Some(v.double()?),
-            7..=9 => area[(field - 7) as usize] = v.string()?,
-            10 => vendor = v.string()?,
-            11 => seq = Some(v.varint()?),
-            _ => {}
+    let mut fields = Reader::new(bytes);
+    (|| {
+        while let Some(key) = fields.key()? {
+            match key.0 {
+                1 => id = fields.string(key)?,
+                // uint32 on the wire is a varint; prost keeps its low 32 bits.
+                2 => connector = fields.varint(key)? as u32,
+                3 => ts_ms = fields.varint(key)? as i64,
+                4 => status = fields.string(key)?,
+                5 => error_code = fields.string(key)?,
+                6 => power_kw = Some(fields.double(key)?),
+                7..=9 => area[(key.0 - 7) as usize] = fields.string(key)?,
+                10 => vendor = fields.string(key)?,
+                11 => seq = Some(fields.varint(key)?),
+                _ => fields.skip(key)?,
+            }
         }
         Ok(())
-    })
+    })()
     .map_err(undecodable)?;
     require("pile_id", !id.is_empty())?;
     require("ts_ms", ts_ms != 0)?;

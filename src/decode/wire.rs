@@ -17,48 +17,75 @@ impl std::fmt::Display for WireError {
 /// prost's limit on nested groups.
 const RECURSION_LIMIT: u32 = 100;
 
-/// One field's payload, by wire type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value<'a> {
-    Varint(u64),
-    Fixed64([u8; 8]),
-    Bytes(&'a [u8]),
-    Fixed32,
-    /// A (deprecated) group, already skipped.
-    Group,
-}
+/// A message read in place, field by field, with no value built per field: `key` gives the
+/// next (field number, wire type), then the caller reads the payload with the read its
+/// schema expects, or `skip`s it. A payload of another wire type than the
+/// field's is read past (its own errors first), then refused, as prost refuses it.
+pub struct Reader<'a>(Fields<'a>);
 
-impl<'a> Value<'a> {
-    pub fn string(self) -> Result<&'a str, WireError> {
-        match self {
-            Value::Bytes(bytes) => super::utf8(bytes).ok_or(WireError("invalid string value: data is not UTF-8 encoded")),
-            _ => Err(WireError("invalid wire type for a string field")),
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Reader(Fields { rest: bytes })
+    }
+
+    /// The next field's (number, wire type); `None` at the end of the message.
+    #[inline(always)]
+    pub fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
+        if self.0.rest.is_empty() {
+            return Ok(None);
+        }
+        match self.0.key()? {
+            (_, 4) => Err(WireError("unexpected end group tag")),
+            key => Ok(Some(key)),
         }
     }
 
-    pub fn varint(self) -> Result<u64, WireError> {
-        match self {
-            Value::Varint(value) => Ok(value),
-            _ => Err(WireError("invalid wire type for an integer field")),
+    #[inline(always)]
+    pub fn string(&mut self, (field, wire_type): (u32, u8)) -> Result<&'a str, WireError> {
+        if wire_type != 2 {
+            return self.refuse((field, wire_type), "invalid wire type for a string field");
         }
+        let len = usize::try_from(self.0.varint()?).map_err(|_| WireError("buffer underflow"))?;
+        super::utf8(self.0.take(len)?).ok_or(WireError("invalid string value: data is not UTF-8 encoded"))
     }
 
-    pub fn double(self) -> Result<f64, WireError> {
-        match self {
-            Value::Fixed64(bytes) => Ok(f64::from_le_bytes(bytes)),
-            _ => Err(WireError("invalid wire type for a double field")),
+    #[inline(always)]
+    pub fn varint(&mut self, (field, wire_type): (u32, u8)) -> Result<u64, WireError> {
+        if wire_type != 0 {
+            return self.refuse((field, wire_type), "invalid wire type for an integer field");
         }
+        self.0.varint()
     }
-}
 
-/// Calls `each` with every (field number, value) of one message, in the order they were
-/// written; stops at the first error, the reader's or `each`'s.
-pub fn for_each_field<'a>(bytes: &'a [u8], mut each: impl FnMut(u32, Value<'a>) -> Result<(), WireError>) -> Result<(), WireError> {
-    let mut fields = Fields { rest: bytes };
-    while let Some((field, value)) = fields.next_field()? {
-        each(field, value)?;
+    #[inline(always)]
+    pub fn double(&mut self, (field, wire_type): (u32, u8)) -> Result<f64, WireError> {
+        if wire_type != 1 {
+            return self.refuse((field, wire_type), "invalid wire type for a double field");
+        }
+        let bytes: [u8; 8] = self.0.take(8)?.try_into().map_err(|_| WireError("buffer underflow"))?;
+        Ok(f64::from_le_bytes(bytes))
     }
-    Ok(())
+
+    /// Reads past a field nobody asked for.
+    pub fn skip(&mut self, (field, wire_type): (u32, u8)) -> Result<(), WireError> {
+        match wire_type {
+            0 => drop(self.0.varint()?),
+            1 => drop(self.0.take(8)?),
+            2 => {
+                let len = usize::try_from(self.0.varint()?).map_err(|_| WireError("buffer underflow"))?;
+                self.0.take(len)?;
+            }
+            3 => self.0.skip_group(field, RECURSION_LIMIT)?,
+            _ => drop(self.0.take(4)?),
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn refuse<T>(&mut self, key: (u32, u8), why: &'static str) -> Result<T, WireError> {
+        self.skip(key)?;
+        Err(WireError(why))
+    }
 }
 
 /// The fields of one message not read yet.
@@ -67,33 +94,6 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// The next (field number, value); `None` at the end of the message.
-    #[inline(always)]
-    fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
-        if self.rest.is_empty() {
-            return Ok(None);
-        }
-        let (field, wire_type) = self.key()?;
-        let value = match wire_type {
-            0 => Value::Varint(self.varint()?),
-            1 => Value::Fixed64(self.take(8)?.try_into().map_err(|_| WireError("buffer underflow"))?),
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| WireError("buffer underflow"))?;
-                Value::Bytes(self.take(len)?)
-            }
-            3 => {
-                self.skip_group(field, RECURSION_LIMIT)?;
-                Value::Group
-            }
-            4 => return Err(WireError("unexpected end group tag")),
-            _ => {
-                self.take(4)?;
-                Value::Fixed32
-            }
-        };
-        Ok(Some((field, value)))
-    }
-
     #[inline(always)]
     fn key(&mut self) -> Result<(u32, u8), WireError> {
         let key = u32::try_from(self.varint()?).map_err(|_| WireError("invalid key value"))?;
@@ -173,13 +173,34 @@ impl<'a> Fields<'a> {
 mod tests {
     use super::*;
 
+    /// Field 1 as a length-delimited payload.
+    fn string_field(bytes: &[u8]) -> Result<String, WireError> {
+        let mut message = vec![0x0a, bytes.len() as u8];
+        message.extend_from_slice(bytes);
+        let mut reader = Reader::new(&message);
+        let key = reader.key()?.expect("one field");
+        reader.string(key).map(str::to_owned)
+    }
+
     #[test]
     fn strings_take_the_ascii_fast_path_and_still_accept_and_refuse_like_utf8() {
         for text in ["", "hd-pm-0042", "ug/m3", "海淀区", "µg/m³", "a\u{10FFFF}b"] {
-            assert_eq!(Value::Bytes(text.as_bytes()).string(), Ok(text));
+            assert_eq!(string_field(text.as_bytes()).as_deref(), Ok(text));
         }
         for bytes in [&b"\xff"[..], b"hd-\xc3", b"\xed\xa0\x80", b"ok\x80ok"] {
-            assert!(Value::Bytes(bytes).string().is_err(), "{bytes:?}");
+            assert!(string_field(bytes).is_err(), "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_payload_of_another_wire_type_is_read_past_then_refused() {
+        // Field 1 as a varint (150), then field 2 as a string.
+        let mut reader = Reader::new(&[0x08, 0x96, 0x01, 0x12, 0x01, b'x']);
+        let key = reader.key().unwrap().unwrap();
+        assert_eq!(reader.string(key), Err(WireError("invalid wire type for a string field")));
+        // A truncated payload fails on its own error first.
+        let mut reader = Reader::new(&[0x09, 0x01]);
+        let key = reader.key().unwrap().unwrap();
+        assert_eq!(reader.string(key), Err(WireError("buffer underflow")));
     }
 }
