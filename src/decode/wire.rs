@@ -45,8 +45,7 @@ impl<'a> Reader<'a> {
         if wire_type != 2 {
             return self.refuse((field, wire_type), "invalid wire type for a string field");
         }
-        let len = usize::try_from(self.0.varint()?).map_err(|_| WireError("buffer underflow"))?;
-        super::utf8(self.0.take(len)?).ok_or(WireError("invalid string value: data is not UTF-8 encoded"))
+        super::utf8(self.0.bytes()?).ok_or(WireError("invalid string value: data is not UTF-8 encoded"))
     }
 
     #[inline(always)]
@@ -68,17 +67,7 @@ impl<'a> Reader<'a> {
 
     /// Reads past a field nobody asked for.
     pub fn skip(&mut self, (field, wire_type): (u32, u8)) -> Result<(), WireError> {
-        match wire_type {
-            0 => drop(self.0.varint()?),
-            1 => drop(self.0.take(8)?),
-            2 => {
-                let len = usize::try_from(self.0.varint()?).map_err(|_| WireError("buffer underflow"))?;
-                self.0.take(len)?;
-            }
-            3 => self.0.skip_group(field, RECURSION_LIMIT)?,
-            _ => drop(self.0.take(4)?),
-        }
-        Ok(())
+        self.0.skip(field, wire_type, RECURSION_LIMIT)
     }
 
     #[cold]
@@ -146,24 +135,36 @@ impl<'a> Fields<'a> {
         Ok(taken)
     }
 
+    /// A length-delimited payload.
+    #[inline(always)]
+    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+        let len = usize::try_from(self.varint()?).map_err(|_| WireError("buffer underflow"))?;
+        self.take(len)
+    }
+
+    /// Reads past one payload of `wire_type` (never an end-group tag; callers handle it): a
+    /// group through its end tag, nested at most `depth` deep.
+    fn skip(&mut self, field: u32, wire_type: u8, depth: u32) -> Result<(), WireError> {
+        match wire_type {
+            0 => drop(self.varint()?),
+            1 => drop(self.take(8)?),
+            2 => drop(self.bytes()?),
+            3 => self.skip_group(field, depth)?,
+            _ => drop(self.take(4)?),
+        }
+        Ok(())
+    }
+
     /// Skips the rest of the group opened by `field`, through its end tag.
     fn skip_group(&mut self, field: u32, depth: u32) -> Result<(), WireError> {
         if depth == 0 {
             return Err(WireError("recursion limit reached"));
         }
         loop {
-            let (inner, wire_type) = self.key()?;
-            match wire_type {
-                0 => drop(self.varint()?),
-                1 => drop(self.take(8)?),
-                2 => {
-                    let len = usize::try_from(self.varint()?).map_err(|_| WireError("buffer underflow"))?;
-                    self.take(len)?;
-                }
-                3 => self.skip_group(inner, depth - 1)?,
-                4 if inner == field => return Ok(()),
-                4 => return Err(WireError("unexpected end group tag")),
-                _ => drop(self.take(4)?),
+            match self.key()? {
+                (inner, 4) if inner == field => return Ok(()),
+                (_, 4) => return Err(WireError("unexpected end group tag")),
+                (inner, wire_type) => self.skip(inner, wire_type, depth - 1)?,
             }
         }
     }
