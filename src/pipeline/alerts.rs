@@ -3,7 +3,8 @@
 //! the in-memory store (API and server-sent events) and to Alertmanager, which also gets
 //! every firing alert again at the resend interval, as it expects.
 
-use std::sync::Arc;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,11 +14,26 @@ use crate::alert::{AckError, AlertEvent, AlertState};
 use crate::sink::alerts::{encode_alert, to_alertmanager, AlertProducer, AlertStore, AlertView, Release};
 use crate::sink::influx::InfluxWriter;
 
+use super::offsets::OffsetTracker;
+
 /// One event on its way to the sinks; each release runs on one Kafka delivery.
 pub struct AlertOut {
     pub event: AlertEvent,
     pub state: AlertState,
     pub releases: [Option<Release>; 2],
+}
+
+/// The releases of an alert that holds `offset` of `partition` twice (the caller took both
+/// holds): one for its event, one for its changelog state, each given back on delivery.
+pub fn alert_releases<P>(offsets: &Arc<Mutex<OffsetTracker<P>>>, partition: P, offset: i64) -> [Option<Release>; 2]
+where
+    P: Copy + Eq + Hash + Ord + Send + Sync + 'static,
+{
+    let release = || {
+        let offsets = offsets.clone();
+        Some(Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(partition, offset))))
+    };
+    [release(), release()]
 }
 
 /// An operator's acknowledgement, routed to the engine that owns the fingerprint.

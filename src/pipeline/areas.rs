@@ -12,7 +12,7 @@ use rdkafka::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::alerts::{AckRequest, AlertOut};
+use super::alerts::{alert_releases, AckRequest, AlertOut};
 use super::offsets::OffsetTracker;
 use super::{run_sink, Shared};
 use crate::alert::{AlertEngine, AlertInput, AlertState};
@@ -20,7 +20,6 @@ use crate::config::Settings;
 use crate::model::Kind;
 use crate::registry::Registry;
 use crate::rollup::{AggregateMessage, AreaCatalog, AreaEmit, AreaPartition, AreaResult, AreaSettings};
-use crate::sink::alerts::Release;
 use crate::sink::influx::InfluxWriter;
 use crate::sink::line_protocol::encode_area;
 use crate::source::aggregates::AggregatesSource;
@@ -214,15 +213,12 @@ pub async fn run(
                                     o.hold(partition, emit.hold_offset);
                                 }
                             }
-                            let release = |offsets: Arc<Mutex<OffsetTracker<i32>>>, offset: i64| {
-                                Some(Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(partition, offset))))
-                            };
                             let batch = alert_scratch
                                 .drain(..)
                                 .map(|(event, state)| AlertOut {
                                     event,
                                     state,
-                                    releases: [release(offsets.clone(), emit.hold_offset), release(offsets.clone(), emit.hold_offset)],
+                                    releases: alert_releases(&offsets, partition, emit.hold_offset),
                                 })
                                 .collect();
                             let _ = events.send(batch).await;

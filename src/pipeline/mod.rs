@@ -39,7 +39,7 @@ use crate::config::Settings;
 use crate::decode::Format;
 use crate::registry::Registry;
 use crate::sink::aggregates::AggregatesSink;
-use crate::sink::alerts::{AlertProducer, AlertStore, Release};
+use crate::sink::alerts::{AlertProducer, AlertStore};
 use crate::sink::checkpoint::CheckpointWriter;
 use crate::sink::deadletter::DeadLetterSink;
 use crate::sink::influx::InfluxWriter;
@@ -228,12 +228,7 @@ async fn send_alerts(
     let mut batch = Vec::with_capacity(pending.len());
     for alert in pending {
         let releases = match alert.hold {
-            Some((source, offset)) => {
-                let release = |offsets: Arc<Mutex<OffsetTracker>>| {
-                    Release(Box::new(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).release(source, offset)))
-                };
-                [Some(release(offsets.clone())), Some(release(offsets.clone()))]
-            }
+            Some((source, offset)) => alerts::alert_releases(offsets, source, offset),
             None => [None, None],
         };
         batch.push(alerts::AlertOut { event: alert.event, state: alert.state, releases });
