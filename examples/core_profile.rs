@@ -1,7 +1,9 @@
 //! Runs the in-process core (the `core` criterion bench's loop) on a fixed input for a
 //! number of passes, for profilers: almost every sample lands in `Processor::process`.
 //! With `alerts`, the input is the alert-latency bench's instead: one 1-minute window and a
-//! threshold rule that every window fires or resolves (every close makes an alert event).
+//! threshold rule that every window fires or resolves (every close makes an alert event),
+//! and each event also gets the alert task's work short of the producer (payloads, store,
+//! line protocol).
 //! `cargo build --release --example core_profile && perf record -g target/release/examples/core_profile 10000 protobuf 5 [alerts]`
 
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use citysense::model::Kind;
 use citysense::pipeline::core::{CoreSettings, InputRecord, Processor, SourcePartition};
 use citysense::registry::Registry;
 use citysense::sim::{City, FaultRates, Generator, SimFormat};
+use citysense::sink::alerts::{encode_alert, event_payload, state_payload, AlertStore};
 use citysense::sink::line_protocol::encode_window;
 use citysense::window::WindowSpec;
 
@@ -47,6 +50,7 @@ fn main() {
     for pass in 0..passes {
         let mut processor = Processor::new(settings.clone(), Arc::new(Registry::empty()));
         let (mut emitted, mut lines, mut windows, mut events) = (Vec::new(), String::with_capacity(1 << 16), 0usize, 0usize);
+        let store = AlertStore::default();
         let started = Instant::now();
         for (offset, r) in input.iter().enumerate() {
             let record = InputRecord {
@@ -57,7 +61,13 @@ fn main() {
                 content_type: Some(r.1),
             };
             let _ = processor.process(record, START + 86_400_000, &mut emitted);
-            events += processor.take_alerts().len();
+            for alert in processor.take_alerts() {
+                // The alert task's own work per event, short of the producer.
+                std::hint::black_box((event_payload(&alert.event, false), state_payload(&alert.state)));
+                store.record(&alert.event, &alert.state);
+                encode_alert(&alert.event, &mut lines);
+                events += 1;
+            }
             for e in emitted.drain(..) {
                 encode_window(&e.window, &mut lines);
                 windows += 1;

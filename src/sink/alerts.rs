@@ -93,14 +93,13 @@ impl AlertProducer {
 
     /// Sends the event to the alerts topic; its delivery runs `release`.
     pub fn send_event(&self, event: &AlertEvent, release: Option<Release>) {
-        let payload =
-            if self.protobuf { prost::Message::encode_to_vec(&to_proto(event)) } else { serde_json::to_vec(event).unwrap_or_default() };
+        let payload = event_payload(event, self.protobuf);
         self.produce(&self.topic, &event.fingerprint, &payload, release);
     }
 
     /// Sends the alert's state to the changelog; its delivery runs `release`.
     pub fn send_state(&self, state: &AlertState, release: Option<Release>) {
-        let payload = serde_json::to_vec(state).unwrap_or_default();
+        let payload = state_payload(state);
         self.produce(&self.changelog, &state.fingerprint, &payload, release);
     }
 
@@ -117,6 +116,30 @@ impl AlertProducer {
         if let Err(err) = self.producer.flush(timeout) {
             tracing::warn!(error = %err, "Alert producer flush did not finish");
         }
+    }
+}
+
+/// An alert event as the alerts topic carries it (JSON, or protobuf).
+pub fn event_payload(event: &AlertEvent, protobuf: bool) -> Vec<u8> {
+    if protobuf {
+        prost::Message::encode_to_vec(&to_proto(event))
+    } else {
+        json_payload(event, 1024)
+    }
+}
+
+/// An alert's state as the changelog carries it.
+pub fn state_payload(state: &AlertState) -> Vec<u8> {
+    json_payload(state, 512)
+}
+
+/// `value` as JSON, written into a buffer of about its usual size (`serde_json::to_vec`
+/// starts at 128 bytes and grows three or four times on the way to an alert event's).
+fn json_payload(value: &impl serde::Serialize, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
     }
 }
 
