@@ -21,7 +21,7 @@ fn main() {
     let expected: u64 = expected.parse().expect("a record count");
     let group = format!("raw-consume-{}", std::process::id());
     let settings = KafkaSettings { brokers: brokers.clone(), group_id: group.clone(), properties: Vec::new() };
-    let consumer: BaseConsumer = consumer_config(&settings, &group).set("statistics.interval.ms", "0").create().expect("consumer");
+    let consumer: BaseConsumer = consumer_config(&settings, &group).create().expect("consumer");
     let topics: Vec<&str> = topic.split(',').collect();
     consumer.subscribe(&topics).expect("subscribe");
     let (mut records, mut bytes) = (0u64, 0u64);

@@ -33,10 +33,7 @@ pub struct AggregatesSource {
 
 impl AggregatesSource {
     pub fn new(settings: &KafkaSettings, group_id: &str, topic: &str) -> Result<Self, KafkaError> {
-        let mut config = super::kafka::consumer_config(settings, group_id);
-        // Stage 1 reads consumer lag from librdkafka's statistics; this consumer has no use
-        // for them, and rdkafka's default handler logged all of them (~15 kB) every 5 s.
-        config.set("statistics.interval.ms", "0");
+        let config = super::kafka::consumer_config(settings, group_id);
         let consumer: StreamConsumer<AreaRebalanceLog> = config.create_with_context(AreaRebalanceLog::default())?;
         consumer.subscribe(&[topic])?;
         Ok(AggregatesSource { consumer, topic: topic.to_owned() })

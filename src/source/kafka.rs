@@ -80,8 +80,7 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         // every record: at 100 ms stage 1 read records ~200 ms after they were produced, at
         // 10 ms ~25 ms (alert latency bench, BENCHMARKS.md). Real Kafka answers as soon as
         // data is in, so this only bounds how long an idle consumer's fetch is held.
-        .set("fetch.wait.max.ms", "10")
-        .set("statistics.interval.ms", "5000");
+        .set("fetch.wait.max.ms", "10");
     for (key, value) in &settings.properties {
         config.set(key, value);
     }
@@ -90,7 +89,12 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
 
 impl KafkaSource {
     pub fn new(settings: &KafkaSettings, inputs: &[TopicInput]) -> Result<Self, KafkaError> {
-        let config = consumer_config(settings, &settings.group_id);
+        let mut config = consumer_config(settings, &settings.group_id);
+        // Consumer lag for `/metrics` comes from librdkafka's statistics (`RebalanceLog::stats`);
+        // the other consumers built from `consumer_config` have no use for them.
+        if config.get("statistics.interval.ms").is_none() {
+            config.set("statistics.interval.ms", "5000");
+        }
         let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog::default())?;
         let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&names)?;
