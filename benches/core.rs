@@ -14,6 +14,10 @@ use citysense::sim::{City, FaultRates, Generator, SimFormat, SimRecord};
 use citysense::sink::line_protocol::encode_window;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+// The allocator the citysense binary uses (src/main.rs), so that this measures the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const START: i64 = 1_795_593_600_000;
 
 /// `count` readings of exactly `sensors` PM2.5 sensors, each reporting every 10 s.

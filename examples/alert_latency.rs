@@ -27,6 +27,10 @@ const OUT_OF_ORDERNESS_MS: i64 = 1_000;
 const LATENESS_MS: i64 = 0;
 const MINUTE_MS: i64 = 60_000;
 
+// The allocator the citysense binary uses (src/main.rs), so that this measures the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -20,6 +20,10 @@ use citysense::sink::alerts::{encode_alert, event_payload, state_payload, AlertS
 use citysense::sink::line_protocol::encode_window;
 use citysense::window::WindowSpec;
 
+// The allocator the citysense binary uses (src/main.rs), so that this measures the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const START: i64 = 1_795_593_600_000;
 
 fn main() {

@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
+// The allocator the citysense binary uses (src/main.rs), so that this measures the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
