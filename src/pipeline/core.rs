@@ -299,7 +299,7 @@ impl Processor {
     pub fn checkpoint(&self, source: SourcePartition) -> Option<PartitionCheckpoint> {
         let position = *self.positions.get(&source)?;
         let windows = self.partitions.get(&source)?;
-        Some(PartitionCheckpoint { position, layout: self.layout(source.kind), state: windows.snapshot() })
+        Some(PartitionCheckpoint { position, layout: self.layout(source.kind, crate::window::STATE_FORMAT), state: windows.snapshot() })
     }
 
     /// Continues `source` from a checkpoint (replacing whatever was held for it).
@@ -309,7 +309,9 @@ impl Processor {
         checkpoint: &PartitionCheckpoint,
         now_wall_ms: i64,
     ) -> Result<(), RestoreError> {
-        if checkpoint.layout != self.layout(source.kind) {
+        // A state from before panes were shared is still read (`PartitionWindows::restore`).
+        let formats = [crate::window::STATE_FORMAT, crate::window::STATE_FORMAT_UNSHARED];
+        if !formats.iter().any(|&format| checkpoint.layout == self.layout(source.kind, format)) {
             return Err(RestoreError::Layout);
         }
         self.drop_partition(source);
@@ -323,8 +325,8 @@ impl Processor {
 
     /// Identifies the window configuration of `kind` (specs and timing) and the encoding
     /// of window state.
-    fn layout(&self, kind: Kind) -> u64 {
-        let described = format!("{}|{:?}|{:?}", crate::window::STATE_FORMAT, self.specs[kind.index()], self.settings.timing);
+    fn layout(&self, kind: Kind, state_format: u32) -> u64 {
+        let described = format!("{state_format}|{:?}|{:?}", self.specs[kind.index()], self.settings.timing);
         crate::alert::fingerprint::fnv1a64(&[&described])
     }
 

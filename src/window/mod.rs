@@ -7,6 +7,6 @@ pub mod partition;
 pub mod spec;
 pub mod watermark;
 
-pub use partition::{LatePolicy, PartitionWindows, SensorBudget, WindowTiming, STATE_FORMAT};
+pub use partition::{LatePolicy, PartitionWindows, SensorBudget, WindowTiming, STATE_FORMAT, STATE_FORMAT_UNSHARED};
 pub use spec::WindowSpec;
 pub use watermark::Watermark;

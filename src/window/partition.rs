@@ -1,9 +1,11 @@
 //! The open windows of one input partition: duplicate detection, lateness, the tracked-sensor
 //! cap, accumulation, and closing windows as the partition's watermark passes them.
 //!
-//! Windows are built from panes (one slide long): a reading updates one pane per spec and
+//! Windows are built from panes (one slide long): a reading updates one pane per slide and
 //! a window is the merge of the panes it covers when it closes, so a 24 h window sliding
-//! every hour costs one update per reading, not 24. Every accepted reading enters all
+//! every hour costs one update per reading, not 24. Specs with the same slide share their
+//! panes ("1h" and "24h/1h" by default): the first of them holds the panes, kept until the
+//! longest of them is done with each. Every accepted reading enters all
 //! windows that contain it, or none: if any of them has already closed the reading is
 //! `late`. Lateness is checked before duplicates, so a re-sent record is `late` once its
 //! windows closed and `duplicate` while they are open; that makes pruning the duplicate
@@ -69,7 +71,11 @@ pub struct SensorBudget {
 
 /// Version of the `OpenState` encoding; part of a checkpoint's layout, so a checkpoint
 /// written by a build with another encoding is recognised and replayed past, not misread.
-pub const STATE_FORMAT: u32 = 3;
+/// 4: specs with the same slide share one pane list (held by the first of them); a format-3
+/// state (one list per spec) is still restored (`PartitionWindows::restore`).
+pub const STATE_FORMAT: u32 = 4;
+/// The encoding before panes were shared, restored by moving each group's panes to its owner.
+pub const STATE_FORMAT_UNSHARED: u32 = 3;
 
 /// A sensor's index in `OpenState::sensors`.
 type Slot = u32;
@@ -77,7 +83,7 @@ type Slot = u32;
 /// One slide-sized slice of event time for one sensor and spec. A window is the merge of
 /// the `size / slide` panes it covers (one pane for a tumbling window), so a reading
 /// updates one pane per spec however many sliding windows overlap it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pane {
     end_ms: i64,
     acc: Accumulator,
@@ -88,6 +94,7 @@ struct Pane {
 struct SpecPanes {
     /// Ascending by end; readings mostly land in the last one. Most specs hold one pane
     /// most of the time, kept inline so that a reading's update does not chase a pointer.
+    /// Empty unless this spec owns its slide's panes (`PaneSharing`).
     panes: SmallVec<[Pane; 1]>,
     /// Every window ending at or before this has closed (emitted, or closed before any
     /// pane of it existed).
@@ -118,9 +125,58 @@ struct SensorState {
 pub struct PartitionWindows {
     kind: Kind,
     specs: Arc<[WindowSpec]>,
+    sharing: PaneSharing,
     timing: WindowTiming,
     open: OpenState,
     last_record_wall_ms: i64,
+}
+
+/// Which specs share panes: those with the same slide (pane ends depend only on the slide
+/// and the time zone, so their panes are the same slices). The first of them holds the
+/// panes for all.
+#[derive(Debug, Clone)]
+struct PaneSharing {
+    groups: SmallVec<[PaneGroup; 4]>,
+    /// Spec index → its group's index.
+    group_of: SmallVec<[usize; 4]>,
+}
+
+#[derive(Debug, Clone)]
+struct PaneGroup {
+    /// The spec holding the panes: the first of `members`.
+    owner: usize,
+    /// Spec indexes, ascending.
+    members: SmallVec<[usize; 4]>,
+    /// The longest `size − slide` among the members: how long after its end a pane is
+    /// still part of an open window.
+    span_ms: i64,
+}
+
+impl PaneSharing {
+    fn new(specs: &[WindowSpec]) -> Self {
+        let mut groups: SmallVec<[PaneGroup; 4]> = SmallVec::new();
+        let mut group_of = SmallVec::new();
+        for (index, spec) in specs.iter().enumerate() {
+            let span_ms = spec.size_ms - spec.slide_ms;
+            match groups.iter().position(|g| specs[g.owner].slide_ms == spec.slide_ms) {
+                Some(at) => {
+                    groups[at].members.push(index);
+                    groups[at].span_ms = groups[at].span_ms.max(span_ms);
+                    group_of.push(at);
+                }
+                None => {
+                    group_of.push(groups.len());
+                    groups.push(PaneGroup { owner: index, members: smallvec::smallvec![index], span_ms });
+                }
+            }
+        }
+        PaneSharing { groups, group_of }
+    }
+
+    /// The group of the spec at `spec_index`.
+    fn of(&self, spec_index: usize) -> &PaneGroup {
+        &self.groups[self.group_of[spec_index]]
+    }
 }
 
 /// The part of a partition's window state that a checkpoint carries.
@@ -145,38 +201,39 @@ impl SpecPanes {
         SpecPanes { panes: SmallVec::new(), closed_through_ms: i64::MIN, due_ms: None }
     }
 
-    /// The earliest window that holds data and has not closed.
-    fn next_open_window(&self, spec: &WindowSpec) -> Option<i64> {
+    /// The earliest window of `spec` that holds data in `panes` (its owner's) and has not
+    /// closed.
+    fn next_open_window(&self, panes: &[Pane], spec: &WindowSpec) -> Option<i64> {
         let span = spec.size_ms - spec.slide_ms;
-        self.panes.iter().find_map(|pane| {
+        panes.iter().find_map(|pane| {
             // The pane's windows end at pane end, + slide, …, + size − slide.
             let first = first_window_after(pane.end_ms, self.closed_through_ms, spec.slide_ms);
             (first <= pane.end_ms + span).then_some(first)
         })
     }
 
-    /// Whether a pane holds data for the window ending at `end_ms`.
-    fn covers(&self, spec: &WindowSpec, end_ms: i64) -> bool {
-        self.panes.iter().any(|p| p.end_ms <= end_ms && end_ms <= p.end_ms + spec.size_ms - spec.slide_ms)
+    /// Whether every window of `spec` that uses the pane ending at `pane_end_ms` has closed.
+    fn done_with(&self, spec: &WindowSpec, pane_end_ms: i64) -> bool {
+        pane_end_ms + spec.size_ms - spec.slide_ms <= self.closed_through_ms
     }
+}
 
-    /// When this (sensor, spec) next needs attention; `None` once it holds no panes.
-    fn due(&self, spec: &WindowSpec, timing: &WindowTiming) -> Option<i64> {
-        let closes = self.next_open_window(spec).map(|end| end + timing.allowed_lateness_ms);
-        let expires = self.panes.first().map(|pane| expiry(pane.end_ms, spec, timing));
-        closes.into_iter().chain(expires).min()
+/// Whether a pane holds data for the window of `spec` ending at `end_ms`.
+fn covers(panes: &[Pane], spec: &WindowSpec, end_ms: i64) -> bool {
+    panes.iter().any(|p| p.end_ms <= end_ms && end_ms <= p.end_ms + spec.size_ms - spec.slide_ms)
+}
+
+/// The window of `spec` ending at `end_ms`, merged from `panes`; `None` when none holds data.
+fn merged(panes: &[Pane], spec: &WindowSpec, end_ms: i64) -> Option<Accumulator> {
+    let mut covering = panes.iter().filter(|p| p.end_ms > end_ms - spec.size_ms && p.end_ms <= end_ms);
+    let mut merged = covering.next()?.acc.clone();
+    for pane in covering {
+        merged.merge(&pane.acc);
     }
+    Some(merged)
+}
 
-    /// The window ending at `end_ms`, merged from its panes; `None` when none holds data.
-    fn merged(&self, spec: &WindowSpec, end_ms: i64) -> Option<Accumulator> {
-        let mut covering = self.panes.iter().filter(|p| p.end_ms > end_ms - spec.size_ms && p.end_ms <= end_ms);
-        let mut merged = covering.next()?.acc.clone();
-        for pane in covering {
-            merged.merge(&pane.acc);
-        }
-        Some(merged)
-    }
-
+impl SpecPanes {
     /// Where the pane ending at `end_ms` is (`Ok`) or would go (`Err`).
     fn find(&self, end_ms: i64) -> Result<usize, usize> {
         match self.panes.last() {
@@ -191,10 +248,24 @@ impl SpecPanes {
     }
 }
 
-/// When a pane may go: once the watermark reaches this, no window using it can close or
-/// be corrected any more.
-fn expiry(pane_end_ms: i64, spec: &WindowSpec, timing: &WindowTiming) -> i64 {
-    pane_end_ms + spec.size_ms - spec.slide_ms + timing.allowed_lateness_ms + timing.update_horizon_ms()
+/// When a pane may go: once the watermark reaches this, no window using it (the longest
+/// of its sharers' reaching `span_ms` past its end) can close or be corrected any more.
+fn expiry(pane_end_ms: i64, span_ms: i64, timing: &WindowTiming) -> i64 {
+    pane_end_ms + span_ms + timing.allowed_lateness_ms + timing.update_horizon_ms()
+}
+
+/// When (sensor, `spec_index`) next needs attention, given the sensor's `spec_states`: its
+/// next window closes, or, once every spec sharing the oldest pane has closed the windows
+/// using it, that pane can go. `None` once there is nothing left to do.
+fn next_due(spec_states: &[SpecPanes], specs: &[WindowSpec], group: &PaneGroup, spec_index: usize, timing: &WindowTiming) -> Option<i64> {
+    let panes = &spec_states[group.owner].panes;
+    let spec = &specs[spec_index];
+    let closes = spec_states[spec_index].next_open_window(panes, spec).map(|end| end + timing.allowed_lateness_ms);
+    let expires = panes
+        .first()
+        .filter(|front| group.members.iter().all(|&j| spec_states[j].done_with(&specs[j], front.end_ms)))
+        .map(|front| expiry(front.end_ms, group.span_ms, timing));
+    closes.into_iter().chain(expires).min()
 }
 
 impl SensorState {
@@ -290,6 +361,7 @@ impl PartitionWindows {
     pub fn new(kind: Kind, specs: Arc<[WindowSpec]>, timing: WindowTiming, now_wall_ms: i64) -> Self {
         PartitionWindows {
             kind,
+            sharing: PaneSharing::new(&specs),
             specs,
             open: OpenState {
                 watermark: Watermark::new(timing.out_of_orderness_ms),
@@ -310,7 +382,8 @@ impl PartitionWindows {
         bincode::serialize(&self.open).unwrap_or_default()
     }
 
-    /// A partition continuing from `snapshot`; its sensors count against `budget`.
+    /// A partition continuing from `snapshot` (`STATE_FORMAT`, or `STATE_FORMAT_UNSHARED`);
+    /// its sensors count against `budget`.
     pub fn restore(
         kind: Kind,
         specs: Arc<[WindowSpec]>,
@@ -321,7 +394,43 @@ impl PartitionWindows {
     ) -> Result<Self, bincode::Error> {
         let open: OpenState = bincode::deserialize(snapshot)?;
         budget.tracked += open.slots.len();
-        Ok(PartitionWindows { kind, specs, timing, open, last_record_wall_ms: now_wall_ms })
+        let mut windows =
+            PartitionWindows { kind, sharing: PaneSharing::new(&specs), specs, timing, open, last_record_wall_ms: now_wall_ms };
+        windows.share_unshared_panes();
+        Ok(windows)
+    }
+
+    /// A state written before panes were shared (`STATE_FORMAT_UNSHARED`) holds a pane list
+    /// per spec. The lists of specs with the same slide hold the same panes, the longer-lived
+    /// spec's going further back: the longest becomes the owner's, and the schedule is
+    /// rebuilt for the owners' panes. A current state (only owners hold panes) is unchanged.
+    fn share_unshared_panes(&mut self) {
+        let sharing = &self.sharing;
+        let unshared = |state: &SensorState| (0..state.specs.len()).any(|i| sharing.of(i).owner != i && !state.specs[i].panes.is_empty());
+        if !self.open.sensors.iter().flatten().any(unshared) {
+            return;
+        }
+        let (specs, timing) = (&*self.specs, &self.timing);
+        self.open.schedule.clear();
+        for (slot, state) in self.open.sensors.iter_mut().enumerate() {
+            let Some(state) = state else { continue };
+            for group in &sharing.groups {
+                let longest =
+                    group.members.iter().copied().max_by_key(|&j| (state.specs[j].panes.len(), usize::MAX - j)).unwrap_or(group.owner);
+                let panes = std::mem::take(&mut state.specs[longest].panes);
+                for &j in &group.members {
+                    state.specs[j].panes.clear();
+                }
+                state.specs[group.owner].panes = panes;
+            }
+            for j in 0..specs.len() {
+                let due = next_due(&state.specs, specs, sharing.of(j), j, timing);
+                state.specs[j].due_ms = due;
+                if let Some(due) = due {
+                    self.open.schedule.insert((due, slot as Slot, j as u32));
+                }
+            }
+        }
     }
 
     pub fn kind(&self) -> Kind {
@@ -406,40 +515,53 @@ impl PartitionWindows {
         }
         let mut corrected = Vec::new();
         let sample = Sample::new(ts_ms, observation);
-        for (spec_index, spec) in specs.iter().enumerate() {
-            let spec_panes = &mut state.specs[spec_index];
+        let spec_states = &mut state.specs[..];
+        // One pane update per slide, for all the specs sharing its panes.
+        for group in &self.sharing.groups {
+            let (owner, spec) = (group.owner, &specs[group.owner]);
             // Most readings fall in the newest pane: no division to find its end.
-            let end = match spec_panes.panes.last() {
+            let end = match spec_states[owner].panes.last() {
                 Some(last) if last.end_ms - spec.slide_ms <= ts_ms && ts_ms < last.end_ms => last.end_ms,
                 _ => pane_end(ts_ms, spec, timing.tz_offset_ms),
             };
-            let last_window_end = end + spec.size_ms - spec.slide_ms;
-            let at = match spec_panes.find(end) {
+            let at = match spec_states[owner].find(end) {
                 Ok(at) => at,
                 Err(at) => {
                     // Windows that closed before they had data stay closed; the new pane's
                     // other windows are open unless another pane already opened them.
-                    let closed_through = spec_panes.closed_through_ms.max(watermark.saturating_sub(timing.allowed_lateness_ms));
-                    spec_panes.closed_through_ms = closed_through;
-                    let mut window_end = first_window_after(end, closed_through, spec.slide_ms);
-                    while window_end <= last_window_end {
-                        if !spec_panes.covers(spec, window_end) {
-                            open.open_windows += 1;
+                    for &j in &group.members {
+                        let (sharer, panes) = (&specs[j], &spec_states[owner].panes);
+                        let closed_through = spec_states[j].closed_through_ms.max(watermark.saturating_sub(timing.allowed_lateness_ms));
+                        let last_window_end = end + sharer.size_ms - sharer.slide_ms;
+                        let mut window_end = first_window_after(end, closed_through, sharer.slide_ms);
+                        while window_end <= last_window_end {
+                            if !covers(panes, sharer, window_end) {
+                                open.open_windows += 1;
+                            }
+                            window_end += sharer.slide_ms;
                         }
-                        window_end += spec.slide_ms;
+                        spec_states[j].closed_through_ms = closed_through;
                     }
-                    spec_panes.insert(at, end, &observation);
-                    let due = spec_panes.due(spec, &timing);
-                    OpenState::reschedule(&mut open.schedule, slot, spec_index as u32, due, spec_panes);
+                    spec_states[owner].insert(at, end, &observation);
+                    for &j in &group.members {
+                        let due = next_due(spec_states, specs, group, j, &timing);
+                        OpenState::reschedule(&mut open.schedule, slot, j as u32, due, &mut spec_states[j]);
+                    }
                     at
                 }
             };
-            spec_panes.panes[at].acc.add(&sample);
-            // Windows already closed but still correctable (late policy `update`).
-            let mut window_end = end;
-            while window_end <= last_window_end && window_end + timing.allowed_lateness_ms <= watermark {
-                corrected.push((spec_index, window_end));
-                window_end += spec.slide_ms;
+            spec_states[owner].panes[at].acc.add(&sample);
+            // Windows already closed but still correctable (late policy `update`); the
+            // earliest window holding the reading ends with its pane.
+            if end + timing.allowed_lateness_ms <= watermark {
+                for &j in &group.members {
+                    let last_window_end = end + specs[j].size_ms - specs[j].slide_ms;
+                    let mut window_end = end;
+                    while window_end <= last_window_end && window_end + timing.allowed_lateness_ms <= watermark {
+                        corrected.push((j, window_end));
+                        window_end += specs[j].slide_ms;
+                    }
+                }
             }
         }
         for (spec_index, end_ms) in corrected {
@@ -462,7 +584,7 @@ impl PartitionWindows {
     fn window_of(&self, slot: Slot, spec_index: usize, end_ms: i64) -> Option<WindowResult> {
         let state = self.open.sensors.get(slot as usize)?.as_ref()?;
         let spec = &self.specs[spec_index];
-        let acc = state.specs[spec_index].merged(spec, end_ms)?;
+        let acc = merged(&state.specs[self.sharing.of(spec_index).owner].panes, spec, end_ms)?;
         Some(WindowResult {
             kind: self.kind,
             sensor_id: state.id.clone(),
@@ -486,6 +608,7 @@ impl PartitionWindows {
             return;
         }
         let specs = self.specs.clone();
+        let sharing = self.sharing.clone();
         // Timestamps whose every window can no longer change are late if sent again.
         let min_size = specs.iter().map(|s| s.size_ms).min().unwrap_or(0);
         let dedup_horizon =
@@ -495,13 +618,17 @@ impl PartitionWindows {
                 break;
             }
             self.open.schedule.pop_first();
-            let spec = &specs[spec_index as usize];
+            let index = spec_index as usize;
+            let group = sharing.of(index);
+            let owner = group.owner;
+            let spec = &specs[index];
             // One window per turn, so that the windows of all sensors close in order of end.
             let closing = self.open.sensors.get_mut(slot as usize).and_then(Option::as_mut).and_then(|state| {
-                let spec_panes = &mut state.specs[spec_index as usize];
-                spec_panes.due_ms = None;
-                let end = spec_panes.next_open_window(spec).filter(|end| end + timing.allowed_lateness_ms <= watermark)?;
-                spec_panes.closed_through_ms = end;
+                state.specs[index].due_ms = None;
+                let end = state.specs[index]
+                    .next_open_window(&state.specs[owner].panes, spec)
+                    .filter(|end| end + timing.allowed_lateness_ms <= watermark)?;
+                state.specs[index].closed_through_ms = end;
                 Some(end)
             });
             if let Some(end_ms) = closing {
@@ -511,26 +638,30 @@ impl PartitionWindows {
                 }
             }
             let Some(state) = self.open.sensors.get_mut(slot as usize).and_then(Option::as_mut) else { continue };
-            let spec_panes = &mut state.specs[spec_index as usize];
             let mut progressed = closing.is_some();
-            while let Some(front) = spec_panes.panes.first() {
-                let last_window_end = front.end_ms + spec.size_ms - spec.slide_ms;
-                if last_window_end > spec_panes.closed_through_ms || expiry(front.end_ms, spec, &timing) > watermark {
+            // The oldest panes go once every spec sharing them is done with them.
+            while let Some(front) = state.specs[owner].panes.first() {
+                let done = group.members.iter().all(|&j| state.specs[j].done_with(&specs[j], front.end_ms));
+                if !done || expiry(front.end_ms, group.span_ms, &timing) > watermark {
                     break;
                 }
-                spec_panes.panes.remove(0);
+                state.specs[owner].panes.remove(0);
                 progressed = true;
             }
-            if progressed && spec_panes.panes.len() <= 1 && spec_panes.panes.spilled() {
+            let panes = &mut state.specs[owner].panes;
+            if progressed && panes.len() <= 1 && panes.spilled() {
                 // Back inline once the window that needed two panes has closed.
-                spec_panes.panes.shrink_to_fit();
+                panes.shrink_to_fit();
             }
-            let mut due = spec_panes.due(spec, &timing);
-            if !progressed && due.is_some_and(|d| d <= watermark) {
-                debug_assert!(false, "a due (sensor, spec) neither closed a window nor dropped a pane");
-                due = Some(watermark.saturating_add(1));
+            // What this turn changed can move the others sharing the panes too.
+            for &j in &group.members {
+                let mut due = next_due(&state.specs, &specs, group, j, &timing);
+                if j == index && !progressed && due.is_some_and(|d| d <= watermark) {
+                    debug_assert!(false, "a due (sensor, spec) neither closed a window nor dropped a pane");
+                    due = Some(watermark.saturating_add(1));
+                }
+                OpenState::reschedule(&mut self.open.schedule, slot, j as u32, due, &mut state.specs[j]);
             }
-            OpenState::reschedule(&mut self.open.schedule, slot, spec_index, due, spec_panes);
             if state.holds_panes() {
                 while state.accepted.front().is_some_and(|(ts, _)| *ts < dedup_horizon) {
                     state.accepted.pop_front();
@@ -738,7 +869,9 @@ mod tests {
 
         use super::*;
 
-        const SPECS: [(&str, i64, i64); 3] = [("1m", MINUTE, MINUTE), ("5m", 5 * MINUTE, 5 * MINUTE), ("3m/1m", 3 * MINUTE, MINUTE)];
+        // "1m", "3m/1m" and "4m/1m" share their panes.
+        const SPECS: [(&str, i64, i64); 4] =
+            [("1m", MINUTE, MINUTE), ("5m", 5 * MINUTE, 5 * MINUTE), ("3m/1m", 3 * MINUTE, MINUTE), ("4m/1m", 4 * MINUTE, MINUTE)];
 
         fn specs() -> Vec<WindowSpec> {
             SPECS.iter().map(|(l, size, slide)| WindowSpec::sliding(*l, *size, *slide)).collect()
@@ -850,6 +983,54 @@ mod tests {
                 };
                 prop_assert_eq!(run(Some(cut % records.len())), run(None));
             }
+
+            /// A checkpoint written before panes were shared (a pane list per spec, each
+            /// spec keeping the panes its own windows still need) continues like the
+            /// current state it stands for.
+            #[test]
+            fn a_state_from_before_panes_were_shared_continues_alike(
+                records in prop::collection::vec((0usize..3, 0i64..1_800_000, 0.0f64..500.0), 1..200),
+                cut in 0usize..200,
+            ) {
+                let run = |snapshot_at: Option<usize>| {
+                    let mut windows = PartitionWindows::new(Kind::Pm25, specs().into(), timing(), 0);
+                    let mut budget = SensorBudget { tracked: 0, cap: 100 };
+                    let (mut closed, mut fates) = (Vec::new(), Vec::new());
+                    for (i, (sensor, ts, value)) in records.iter().enumerate() {
+                        if Some(i) == snapshot_at {
+                            let bytes = unshare(&windows);
+                            budget = SensorBudget { tracked: 0, cap: 100 };
+                            windows = PartitionWindows::restore(Kind::Pm25, specs().into(), timing(), 0, &bytes, &mut budget).unwrap();
+                        }
+                        fates.push(windows.add(&reading(&format!("s{sensor}"), *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
+                    }
+                    windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
+                    (fates, closed, budget.tracked)
+                };
+                prop_assert_eq!(run(Some(cut % records.len())), run(None));
+            }
+        }
+
+        /// `windows`' state as format 3 wrote it: every spec with the panes its own windows
+        /// still need (so a shorter spec's list is a suffix of its longer sharer's), and
+        /// each due time computed from its own list.
+        fn unshare(windows: &PartitionWindows) -> Vec<u8> {
+            let mut open: OpenState = bincode::deserialize(&windows.snapshot()).unwrap();
+            let (specs, timing, watermark) = (&*windows.specs, windows.timing, open.watermark.current());
+            let sharing = &windows.sharing;
+            for state in open.sensors.iter_mut().flatten() {
+                let shared_lists: Vec<SmallVec<[Pane; 1]>> = state.specs.iter().map(|s| s.panes.clone()).collect();
+                for j in 0..specs.len() {
+                    let spec = &specs[j];
+                    let own_span = spec.size_ms - spec.slide_ms;
+                    let shared = shared_lists[sharing.of(j).owner].clone();
+                    let needed = shared
+                        .into_iter()
+                        .filter(|p| !state.specs[j].done_with(spec, p.end_ms) || expiry(p.end_ms, own_span, &timing) > watermark);
+                    state.specs[j].panes = needed.collect();
+                }
+            }
+            bincode::serialize(&open).unwrap()
         }
     }
 }
