@@ -66,8 +66,10 @@ impl DeadLetterSink {
     pub fn new(brokers: &str, extra: &[(String, String)], topic: &str, offsets: Arc<Mutex<OffsetTracker>>) -> Result<Self, KafkaError> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", brokers).set("linger.ms", "20").set("enable.idempotence", "false");
-        for (key, value) in extra.iter().filter(|(k, _)| !k.starts_with("fetch.") && !k.starts_with("auto.") && !k.starts_with("session."))
-        {
+        // Consumer settings, and statistics (only stage 1's consumer reads them; here rdkafka's
+        // default handler would log them all at every interval), stay out.
+        let producer_setting = |k: &str| !["fetch.", "auto.", "session.", "statistics."].iter().any(|prefix| k.starts_with(prefix));
+        for (key, value) in extra.iter().filter(|(k, _)| producer_setting(k)) {
             config.set(key, value);
         }
         let producer = config.create_with_context(DeliveryAcks { offsets, failed: AtomicU64::new(0), redelivery: Default::default() })?;

@@ -66,7 +66,10 @@ pub struct KafkaSource {
 }
 
 /// A consumer in `group` that never auto-commits (the pipeline commits what is safe) and
-/// starts from the beginning of a partition with no commit; plus the passthrough properties.
+/// starts from the beginning of a partition with no commit; plus the passthrough properties,
+/// except `statistics.interval.ms`: only stage 1's consumer uses statistics (`KafkaSource`),
+/// and any other client would hand them to rdkafka's default handler, which logs all of
+/// them (~15 kB) at every interval.
 pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
@@ -81,20 +84,27 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         // 10 ms ~25 ms (alert latency bench, BENCHMARKS.md). Real Kafka answers as soon as
         // data is in, so this only bounds how long an idle consumer's fetch is held.
         .set("fetch.wait.max.ms", "10");
-    for (key, value) in &settings.properties {
+    for (key, value) in settings.properties.iter().filter(|(key, _)| key != STATISTICS_INTERVAL) {
         config.set(key, value);
     }
     config
 }
 
+const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
+
+/// Stage 1's consumer: `consumer_config` plus librdkafka's statistics, where consumer lag
+/// for `/metrics` comes from (`RebalanceLog::stats`), every 5 s unless the config says
+/// otherwise.
+fn source_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = consumer_config(settings, &settings.group_id);
+    let interval = settings.properties.iter().find(|(key, _)| key == STATISTICS_INTERVAL).map_or("5000", |(_, value)| value);
+    config.set(STATISTICS_INTERVAL, interval);
+    config
+}
+
 impl KafkaSource {
     pub fn new(settings: &KafkaSettings, inputs: &[TopicInput]) -> Result<Self, KafkaError> {
-        let mut config = consumer_config(settings, &settings.group_id);
-        // Consumer lag for `/metrics` comes from librdkafka's statistics (`RebalanceLog::stats`);
-        // the other consumers built from `consumer_config` have no use for them.
-        if config.get("statistics.interval.ms").is_none() {
-            config.set("statistics.interval.ms", "5000");
-        }
+        let config = source_config(settings);
         let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog::default())?;
         let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&names)?;
@@ -176,5 +186,23 @@ impl KafkaSource {
             list.add_partition_offset(self.topic_name(*source), source.partition, Offset::Offset(*offset))?;
         }
         self.consumer.commit(&list, mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_reach_stage_one_only_and_other_properties_pass_through() {
+        let properties = vec![("statistics.interval.ms".to_owned(), "1000".to_owned()), ("client.rack".to_owned(), "r1".to_owned())];
+        let settings = KafkaSettings { brokers: "127.0.0.1:1".to_owned(), group_id: "g".to_owned(), properties };
+        let config = consumer_config(&settings, "g");
+        assert_eq!(config.get("statistics.interval.ms"), None, "a consumer without a statistics handler gets none");
+        assert_eq!(config.get("client.rack"), Some("r1"));
+        assert_eq!(config.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(source_config(&settings).get("statistics.interval.ms"), Some("1000"), "stage 1 takes the configured interval");
+        let defaults = KafkaSettings { properties: Vec::new(), ..settings };
+        assert_eq!(source_config(&defaults).get("statistics.interval.ms"), Some("5000"));
     }
 }
