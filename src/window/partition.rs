@@ -5,14 +5,15 @@
 //! a window is the merge of the panes it covers when it closes, so a 24 h window sliding
 //! every hour costs one update per reading, not 24. Specs with the same slide share their
 //! panes ("1h" and "24h/1h" by default): the first of them holds the panes, kept until the
-//! longest of them is done with each. Every accepted reading enters all
-//! windows that contain it, or none: if any of them has already closed the reading is
-//! `late`. Lateness is checked before duplicates, so a re-sent record is `late` once its
-//! windows closed and `duplicate` while they are open; that makes pruning the duplicate
-//! memory of closed windows invisible.
+//! longest of them is done with each.
 //!
-//! Layout, for memory and speed: each sensor has a slot holding its panes per spec (a short
-//! deque ordered by end) and its accepted timestamps; one ordered schedule holds, per
+//! Every accepted reading enters all windows that contain it, or none: if any of them has
+//! already closed the reading is `late`. Lateness is checked before duplicates, so a re-sent
+//! record is `late` once its windows closed and `duplicate` while they are open; that makes
+//! pruning the duplicate memory of closed windows invisible.
+//!
+//! Layout, for memory and speed: each sensor has a slot holding its panes per slide (a short
+//! deque ordered by end, in the owning spec's entry) and its accepted timestamps; one ordered schedule holds, per
 //! (sensor, spec), the event time at which it next needs attention (its next window closes
 //! or its oldest pane can go). A reading touches only its own sensor's slot; the schedule
 //! changes once per new pane, not per reading.
@@ -80,9 +81,9 @@ pub const STATE_FORMAT_UNSHARED: u32 = 3;
 /// A sensor's index in `OpenState::sensors`.
 type Slot = u32;
 
-/// One slide-sized slice of event time for one sensor and spec. A window is the merge of
+/// One slide-sized slice of event time for one sensor and slide. A window is the merge of
 /// the `size / slide` panes it covers (one pane for a tumbling window), so a reading
-/// updates one pane per spec however many sliding windows overlap it.
+/// updates one pane per slide however many windows overlap it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pane {
     end_ms: i64,
@@ -393,6 +394,9 @@ impl PartitionWindows {
         budget: &mut SensorBudget,
     ) -> Result<Self, bincode::Error> {
         let open: OpenState = bincode::deserialize(snapshot)?;
+        if open.sensors.iter().flatten().any(|state| state.specs.len() != specs.len()) {
+            return Err(Box::new(bincode::ErrorKind::Custom(format!("window state is not for {} window specs", specs.len()))));
+        }
         budget.tracked += open.slots.len();
         let mut windows =
             PartitionWindows { kind, sharing: PaneSharing::new(&specs), specs, timing, open, last_record_wall_ms: now_wall_ms };
@@ -838,6 +842,17 @@ mod tests {
         h.add(reading("a", 15_000, 1.0, Some(10))).unwrap();
         assert_eq!(h.add(reading("a", 16_000, 1.0, Some(10))), Err(Reason::Duplicate));
         h.add(reading("a", 16_000, 1.0, Some(11))).unwrap();
+    }
+
+    #[test]
+    fn a_state_for_other_specs_is_refused_not_misread() {
+        let mut h = Harness::new(minute(), 10);
+        h.add(reading("a", 1_000, 1.0, None)).unwrap();
+        let two = vec![WindowSpec::tumbling("1m", MINUTE), WindowSpec::tumbling("5m", 5 * MINUTE)];
+        let mut budget = SensorBudget { tracked: 0, cap: 10 };
+        let restored = PartitionWindows::restore(Kind::Pm25, two.into(), timing(), 0, &h.windows.snapshot(), &mut budget);
+        assert!(restored.is_err());
+        assert_eq!(budget.tracked, 0);
     }
 
     #[test]
