@@ -981,22 +981,8 @@ mod tests {
                 records in prop::collection::vec((0usize..3, 0i64..1_800_000, 0.0f64..500.0), 1..200),
                 cut in 0usize..200,
             ) {
-                let run = |snapshot_at: Option<usize>| {
-                    let mut windows = PartitionWindows::new(Kind::Pm25, specs().into(), timing(), 0);
-                    let mut budget = SensorBudget { tracked: 0, cap: 100 };
-                    let (mut closed, mut fates) = (Vec::new(), Vec::new());
-                    for (i, (sensor, ts, value)) in records.iter().enumerate() {
-                        if Some(i) == snapshot_at {
-                            let bytes = windows.snapshot();
-                            budget = SensorBudget { tracked: 0, cap: 100 };
-                            windows = PartitionWindows::restore(Kind::Pm25, specs().into(), timing(), 0, &bytes, &mut budget).unwrap();
-                        }
-                        fates.push(windows.add(&reading(&format!("s{sensor}"), *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
-                    }
-                    windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
-                    (fates, closed, budget.tracked)
-                };
-                prop_assert_eq!(run(Some(cut % records.len())), run(None));
+                let cut = cut % records.len();
+                prop_assert_eq!(run(&records, Some(cut), PartitionWindows::snapshot), run(&records, None, PartitionWindows::snapshot));
             }
 
             /// A checkpoint written before panes were shared (a pane list per spec, each
@@ -1007,23 +993,31 @@ mod tests {
                 records in prop::collection::vec((0usize..3, 0i64..1_800_000, 0.0f64..500.0), 1..200),
                 cut in 0usize..200,
             ) {
-                let run = |snapshot_at: Option<usize>| {
-                    let mut windows = PartitionWindows::new(Kind::Pm25, specs().into(), timing(), 0);
-                    let mut budget = SensorBudget { tracked: 0, cap: 100 };
-                    let (mut closed, mut fates) = (Vec::new(), Vec::new());
-                    for (i, (sensor, ts, value)) in records.iter().enumerate() {
-                        if Some(i) == snapshot_at {
-                            let bytes = unshare(&windows);
-                            budget = SensorBudget { tracked: 0, cap: 100 };
-                            windows = PartitionWindows::restore(Kind::Pm25, specs().into(), timing(), 0, &bytes, &mut budget).unwrap();
-                        }
-                        fates.push(windows.add(&reading(&format!("s{sensor}"), *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
-                    }
-                    windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
-                    (fates, closed, budget.tracked)
-                };
-                prop_assert_eq!(run(Some(cut % records.len())), run(None));
+                let cut = cut % records.len();
+                prop_assert_eq!(run(&records, Some(cut), unshare), run(&records, None, unshare));
             }
+        }
+
+        /// Fates, closed windows and sensors still tracked after `records` and a final
+        /// flush; at `snapshot_at` the partition is replaced by one restored from `encode`.
+        fn run(
+            records: &[(usize, i64, f64)],
+            snapshot_at: Option<usize>,
+            encode: fn(&PartitionWindows) -> Vec<u8>,
+        ) -> (Vec<bool>, Vec<WindowResult>, usize) {
+            let mut windows = PartitionWindows::new(Kind::Pm25, specs().into(), timing(), 0);
+            let mut budget = SensorBudget { tracked: 0, cap: 100 };
+            let (mut closed, mut fates) = (Vec::new(), Vec::new());
+            for (i, (sensor, ts, value)) in records.iter().enumerate() {
+                if Some(i) == snapshot_at {
+                    let bytes = encode(&windows);
+                    budget = SensorBudget { tracked: 0, cap: 100 };
+                    windows = PartitionWindows::restore(Kind::Pm25, specs().into(), timing(), 0, &bytes, &mut budget).unwrap();
+                }
+                fates.push(windows.add(&reading(&format!("s{sensor}"), *ts, *value, None), &mut budget, 0, &mut closed).is_ok());
+            }
+            windows.advance_idle(i64::MAX / 2, &mut budget, &mut closed);
+            (fates, closed, budget.tracked)
         }
 
         /// `windows`' state as format 3 wrote it: every spec with the panes its own windows
