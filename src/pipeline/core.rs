@@ -425,6 +425,15 @@ mod tests {
         other.windows[Kind::Pm25.index()] = vec![WindowSpec::tumbling("5m", 300_000)];
         let mut reconfigured = Processor::new(other, Arc::new(Registry::empty()));
         assert_eq!(reconfigured.restore_partition(P0, &checkpoint, NOW), Err(RestoreError::Layout));
+
+        // The state format is part of the layout: the previous one (panes not shared yet) is
+        // read, anything else is not.
+        let mut upgraded = processor();
+        let unshared =
+            PartitionCheckpoint { layout: upgraded.layout(Kind::Pm25, crate::window::STATE_FORMAT_UNSHARED), ..checkpoint.clone() };
+        assert_eq!(upgraded.restore_partition(P0, &unshared, NOW), Ok(()));
+        let older = PartitionCheckpoint { layout: upgraded.layout(Kind::Pm25, crate::window::STATE_FORMAT_UNSHARED - 1), ..checkpoint };
+        assert_eq!(upgraded.restore_partition(P0, &older, NOW), Err(RestoreError::Layout));
     }
 
     #[test]
