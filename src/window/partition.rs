@@ -256,17 +256,20 @@ fn expiry(pane_end_ms: i64, span_ms: i64, timing: &WindowTiming) -> i64 {
 }
 
 /// When (sensor, `spec_index`) next needs attention, given the sensor's `spec_states`: its
-/// next window closes, or, once every spec sharing the oldest pane has closed the windows
-/// using it, that pane can go. `None` once there is nothing left to do.
+/// next window closes, or its group's oldest pane can go. `None` once there is nothing left
+/// to do.
 fn next_due(spec_states: &[SpecPanes], specs: &[WindowSpec], group: &PaneGroup, spec_index: usize, timing: &WindowTiming) -> Option<i64> {
     let panes = &spec_states[group.owner].panes;
-    let spec = &specs[spec_index];
-    let closes = spec_states[spec_index].next_open_window(panes, spec).map(|end| end + timing.allowed_lateness_ms);
-    let expires = panes
-        .first()
-        .filter(|front| group.members.iter().all(|&j| spec_states[j].done_with(&specs[j], front.end_ms)))
-        .map(|front| expiry(front.end_ms, group.span_ms, timing));
-    closes.into_iter().chain(expires).min()
+    let closes = spec_states[spec_index].next_open_window(panes, &specs[spec_index]).map(|end| end + timing.allowed_lateness_ms);
+    closes.into_iter().chain(oldest_pane_expiry(spec_states, specs, group, timing)).min()
+}
+
+/// When the oldest pane of `group` can go, once every spec sharing it has closed the
+/// windows that use it; `None` while one has not, or when there is no pane.
+fn oldest_pane_expiry(spec_states: &[SpecPanes], specs: &[WindowSpec], group: &PaneGroup, timing: &WindowTiming) -> Option<i64> {
+    let front = spec_states[group.owner].panes.first()?;
+    let done = group.members.iter().all(|&j| spec_states[j].done_with(&specs[j], front.end_ms));
+    done.then(|| expiry(front.end_ms, group.span_ms, timing))
 }
 
 impl SensorState {
@@ -644,11 +647,7 @@ impl PartitionWindows {
             let Some(state) = self.open.sensors.get_mut(slot as usize).and_then(Option::as_mut) else { continue };
             let mut progressed = closing.is_some();
             // The oldest panes go once every spec sharing them is done with them.
-            while let Some(front) = state.specs[owner].panes.first() {
-                let done = group.members.iter().all(|&j| state.specs[j].done_with(&specs[j], front.end_ms));
-                if !done || expiry(front.end_ms, group.span_ms, &timing) > watermark {
-                    break;
-                }
+            while oldest_pane_expiry(&state.specs, &specs, group, &timing).is_some_and(|at| at <= watermark) {
                 state.specs[owner].panes.remove(0);
                 progressed = true;
             }
