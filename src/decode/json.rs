@@ -1,5 +1,7 @@
 //! JSON readings and charging-pile statuses (SPEC §1) → `RawRecord`. Unknown fields are
 //! ignored (vendors add their own); missing or mistyped required fields are schema errors.
+//! A record of the usual flat shape is read by `flat_json` (a third of serde_json's
+//! instructions); anything else, and every error, goes through serde_json.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,6 +9,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use super::flat_json::{self, once, Number as JsonNumber, Value};
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
 use crate::model::AreaRef;
@@ -62,6 +65,9 @@ struct JsonPileStatus<'a> {
 
 /// Decodes a pm25/dust/water reading.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
+    if let Some(raw) = super::utf8(bytes).and_then(flat_reading) {
+        return Ok(raw);
+    }
     let json: JsonReading = parse(bytes)?;
     Ok(RawRecord {
         id: json.sensor_id,
@@ -78,6 +84,9 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
 
 /// Decodes a charging-pile status or heartbeat.
 pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
+    if let Some(raw) = super::utf8(bytes).and_then(flat_pile_status) {
+        return Ok(raw);
+    }
     let json: JsonPileStatus = parse(bytes)?;
     Ok(RawRecord {
         id: json.pile_id,
@@ -95,6 +104,140 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
         vendor: json.vendor,
         seq: json.seq,
     })
+}
+
+/// `JsonReading` through `flat_json`: the same fields, defaults and duplicate rule.
+fn flat_reading(text: &str) -> Option<RawRecord<'_>> {
+    let (mut id, mut kind, mut ts, mut value, mut unit) = (None, None, None, None, None);
+    let (mut grid, mut street, mut district, mut lat, mut lon, mut vendor, mut seq) = (None, None, None, None, None, None, None);
+    flat_json::members(text, |key, member| match key {
+        "sensor_id" => once(&mut id, text_of(member)),
+        "kind" => once(&mut kind, optional(member, text_of)),
+        "ts" => once(&mut ts, timestamp_of(member)),
+        "value" => once(&mut value, measured_of(member)),
+        "unit" => once(&mut unit, text_of(member)),
+        "grid" => once(&mut grid, text_of(member)),
+        "street" => once(&mut street, text_of(member)),
+        "district" => once(&mut district, text_of(member)),
+        "lat" => once(&mut lat, optional(member, f64_of)),
+        "lon" => once(&mut lon, optional(member, f64_of)),
+        "vendor" => once(&mut vendor, text_of(member)),
+        "seq" => once(&mut seq, optional(member, u64_of)),
+        _ => Some(()),
+    })?;
+    Some(RawRecord {
+        id: Cow::Borrowed(id?),
+        kind: kind.flatten().map(Cow::Borrowed),
+        ts_ms: ts?,
+        body: RawBody::Level { value: value?, unit: Cow::Borrowed(unit?) },
+        area: AreaRef::new(grid.unwrap_or_default(), street.unwrap_or_default(), district.unwrap_or_default()),
+        lat: lat.flatten(),
+        lon: lon.flatten(),
+        vendor: Cow::Borrowed(vendor.unwrap_or_default()),
+        seq: seq.flatten(),
+    })
+}
+
+/// `JsonPileStatus` through `flat_json`.
+fn flat_pile_status(text: &str) -> Option<RawRecord<'_>> {
+    let (mut id, mut connector, mut ts, mut status, mut error_code, mut power_kw) = (None, None, None, None, None, None);
+    let (mut grid, mut street, mut district, mut lat, mut lon, mut vendor, mut seq) = (None, None, None, None, None, None, None);
+    flat_json::members(text, |key, member| match key {
+        "pile_id" => once(&mut id, text_of(member)),
+        "connector" => once(&mut connector, u64_of(member).and_then(|c| u32::try_from(c).ok())),
+        "ts" => once(&mut ts, timestamp_of(member)),
+        "status" => once(&mut status, text_of(member)),
+        "error_code" => once(&mut error_code, text_of(member)),
+        "power_kw" => once(&mut power_kw, optional(member, measured_of)),
+        "grid" => once(&mut grid, text_of(member)),
+        "street" => once(&mut street, text_of(member)),
+        "district" => once(&mut district, text_of(member)),
+        "lat" => once(&mut lat, optional(member, f64_of)),
+        "lon" => once(&mut lon, optional(member, f64_of)),
+        "vendor" => once(&mut vendor, text_of(member)),
+        "seq" => once(&mut seq, optional(member, u64_of)),
+        _ => Some(()),
+    })?;
+    Some(RawRecord {
+        id: Cow::Borrowed(id?),
+        kind: Some("charging".into()),
+        ts_ms: ts?,
+        body: RawBody::Pile {
+            connector: connector.unwrap_or_default(),
+            status: Cow::Borrowed(status?),
+            error_code: Cow::Borrowed(error_code.unwrap_or_default()),
+            power_kw: power_kw.flatten(),
+        },
+        area: AreaRef::new(grid.unwrap_or_default(), street.unwrap_or_default(), district.unwrap_or_default()),
+        lat: lat.flatten(),
+        lon: lon.flatten(),
+        vendor: Cow::Borrowed(vendor.unwrap_or_default()),
+        seq: seq.flatten(),
+    })
+}
+
+/// `null` is `None` for an `Option` field; anything else is read by `read`.
+fn optional<'a, T>(member: Value<'a>, read: impl FnOnce(Value<'a>) -> Option<T>) -> Option<Option<T>> {
+    match member {
+        Value::Null => Some(None),
+        other => read(other).map(Some),
+    }
+}
+
+fn text_of(member: Value<'_>) -> Option<&str> {
+    match member {
+        Value::Str(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// serde's `f64`: any number.
+fn f64_of(member: Value<'_>) -> Option<f64> {
+    match member {
+        Value::Number(n) => Some(n.as_f64()),
+        _ => None,
+    }
+}
+
+/// serde's `u64`/`u32`: a non-negative integer (a negative one is out of range).
+fn u64_of(member: Value<'_>) -> Option<u64> {
+    match member {
+        Value::Number(JsonNumber::U64(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// `Number`'s visitor.
+fn measured_of(member: Value<'_>) -> Option<f64> {
+    match member {
+        Value::Number(n) => Some(n.as_f64()),
+        Value::Str(text) => non_finite(text),
+        _ => None,
+    }
+}
+
+/// `Timestamp`'s visitor.
+fn timestamp_of(member: Value<'_>) -> Option<i64> {
+    match member {
+        Value::Number(JsonNumber::U64(v)) => i64::try_from(v).ok(),
+        Value::Number(JsonNumber::I64(v)) => Some(v),
+        Value::Str(text) => rfc3339_ms(text).ok(),
+        _ => None,
+    }
+}
+
+fn rfc3339_ms(text: &str) -> Result<i64, chrono::ParseError> {
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis())
+}
+
+/// The non-finite values some vendors spell as strings.
+fn non_finite(text: &str) -> Option<f64> {
+    match text {
+        "NaN" | "nan" => Some(f64::NAN),
+        "Infinity" | "inf" | "+Infinity" => Some(f64::INFINITY),
+        "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
 }
 
 /// One JSON document. A record that is UTF-8 (all of them, bar garbage) is parsed as
@@ -138,9 +281,7 @@ impl<'de> Deserialize<'de> for Timestamp {
                 i64::try_from(v).map(Timestamp).map_err(|_| E::custom("ts out of range"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
-                chrono::DateTime::parse_from_rfc3339(v)
-                    .map(|t| Timestamp(t.timestamp_millis()))
-                    .map_err(|err| E::custom(format!("ts {v:?} is not RFC 3339: {err}")))
+                rfc3339_ms(v).map(Timestamp).map_err(|err| E::custom(format!("ts {v:?} is not RFC 3339: {err}")))
             }
         }
         deserializer.deserialize_any(TimestampVisitor)
@@ -169,12 +310,7 @@ impl<'de> Deserialize<'de> for Number {
                 Ok(Number(v as f64))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
-                match v {
-                    "NaN" | "nan" => Ok(Number(f64::NAN)),
-                    "Infinity" | "inf" | "+Infinity" => Ok(Number(f64::INFINITY)),
-                    "-Infinity" | "-inf" => Ok(Number(f64::NEG_INFINITY)),
-                    _ => Err(E::invalid_type(de::Unexpected::Str(v), &self)),
-                }
+                non_finite(v).map(Number).ok_or_else(|| E::invalid_type(de::Unexpected::Str(v), &self))
             }
         }
         deserializer.deserialize_any(NumberVisitor)
@@ -253,5 +389,183 @@ mod tests {
     fn nan_strings_decode_so_validation_can_name_them() {
         let raw = decode_reading(br#"{"sensor_id":"a","ts":1,"value":"NaN","unit":"m"}"#).unwrap();
         assert!(matches!(raw.body, RawBody::Level { value, .. } if value.is_nan()));
+    }
+
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The serde_json path alone, the reference the fast path must match.
+    fn serde_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
+        let json: JsonReading = parse(bytes)?;
+        Ok(RawRecord {
+            id: json.sensor_id,
+            kind: json.kind,
+            ts_ms: json.ts.0,
+            body: RawBody::Level { value: json.value.0, unit: json.unit },
+            area: AreaRef { grid: json.grid, street: json.street, district: json.district },
+            lat: json.lat,
+            lon: json.lon,
+            vendor: json.vendor,
+            seq: json.seq,
+        })
+    }
+
+    fn serde_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
+        let json: JsonPileStatus = parse(bytes)?;
+        Ok(RawRecord {
+            id: json.pile_id,
+            kind: Some("charging".into()),
+            ts_ms: json.ts.0,
+            body: RawBody::Pile {
+                connector: json.connector,
+                status: json.status,
+                error_code: json.error_code,
+                power_kw: json.power_kw.map(|n| n.0),
+            },
+            area: AreaRef { grid: json.grid, street: json.street, district: json.district },
+            lat: json.lat,
+            lon: json.lon,
+            vendor: json.vendor,
+            seq: json.seq,
+        })
+    }
+
+    /// A random JSON member value of every kind the two paths might disagree on.
+    fn random_value(rng: &mut SmallRng) -> String {
+        const WORDS: [&str; 10] = [
+            "hd-pm-0042",
+            "pm25",
+            "ug/m3",
+            "",
+            "海淀",
+            "NaN",
+            "-inf",
+            "2026-11-25T08:00:00Z",
+            "2026-11-25T16:00:00.125+08:00",
+            "yesterday",
+        ];
+        let digits = |rng: &mut SmallRng, n: usize| -> String { (0..n).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect() };
+        match rng.gen_range(0..14) {
+            0..=2 => format!("\"{}\"", WORDS[rng.gen_range(0..WORDS.len())]),
+            3 => "\"a\\\"b\\u00b5\"".to_owned(),
+            4 => ["true", "false", "null", "[1,2]", "{\"a\":1}", "nul"][rng.gen_range(0..6)].to_owned(),
+            5 => format!("{}e{}", rng.gen_range(-99..99), rng.gen_range(-5..5)),
+            6 => format!("-{}", {
+                let n = rng.gen_range(0..21);
+                digits(rng, n)
+            }),
+            7 => format!("0{}", {
+                let n = rng.gen_range(0..3);
+                digits(rng, n)
+            }),
+            8 => ["-0", "-0.0", "0.0", "18446744073709551615", "18446744073709551616", "-9223372036854775808", "1.", ".5"]
+                [rng.gen_range(0..8)]
+            .to_owned(),
+            9 => rng.gen_range(1_700_000_000_000i64..1_800_000_000_000).to_string(),
+            _ => {
+                let sign = if rng.gen_bool(0.2) { "-" } else { "" };
+                let int = rng.gen_range(0..100_000u32);
+                format!("{sign}{int}.{}", {
+                    let n = rng.gen_range(1..23);
+                    digits(rng, n)
+                })
+            }
+        }
+    }
+
+    /// A random object: known and unknown members, duplicates, odd whitespace, and the
+    /// odd broken record.
+    fn random_record(rng: &mut SmallRng, keys: &[&str]) -> String {
+        let mut members: Vec<String> = Vec::new();
+        let odd = rng.gen_range(0.0..0.15);
+        for key in keys {
+            if rng.gen_bool(0.95) {
+                let value = if rng.gen_bool(odd) { random_value(rng) } else { typical_value(key, rng) };
+                members.push(format!("\"{key}\":{value}"));
+            }
+        }
+        for _ in 0..rng.gen_range(0..2) {
+            let key = ["x", "sensor_idx", "Sensor_id", "seq", "ts", "ven\\u0064or"][rng.gen_range(0..6)];
+            members.push(format!("\"{key}\":{}", random_value(rng)));
+        }
+        let gap = || [" ", "", "\n ", "\t"][rand::random::<usize>() % 4];
+        let mut text = format!("{}{{{}", gap(), gap());
+        text += &members.join(&format!("{},{}", gap(), gap()));
+        text += &format!("{}}}{}", gap(), gap());
+        match rng.gen_range(0..40) {
+            0 => {
+                let mut at = rng.gen_range(0..text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.truncate(at)
+            }
+            1 => text.push_str(",1"),
+            2 => text = text.replacen(':', " ", 1),
+            _ => {}
+        }
+        text
+    }
+
+    /// Values as vendors send them, so most records take the fast path.
+    fn typical_value(key: &str, rng: &mut SmallRng) -> String {
+        match key {
+            "ts" => rng.gen_range(1_700_000_000_000i64..1_800_000_000_000).to_string(),
+            "value" | "lat" | "lon" | "power_kw" => format!("{}", rng.gen_range(-50.0..500.0f64)),
+            "seq" | "connector" => rng.gen_range(0..1000u32).to_string(),
+            _ => format!("\"{key}-{}\"", rng.gen_range(0..100)),
+        }
+    }
+
+    #[test]
+    fn the_fast_path_answers_exactly_as_serde_json_or_not_at_all() {
+        const READING: [&str; 12] =
+            ["sensor_id", "kind", "ts", "value", "unit", "grid", "street", "district", "lat", "lon", "vendor", "seq"];
+        const PILE: [&str; 13] =
+            ["pile_id", "connector", "ts", "status", "error_code", "power_kw", "grid", "street", "district", "lat", "lon", "vendor", "seq"];
+        let mut rng = SmallRng::seed_from_u64(7);
+        let (mut fast, mut total) = (0, 0);
+        for _ in 0..40_000 {
+            let pile = rng.gen_bool(0.3);
+            let text = random_record(&mut rng, if pile { &PILE } else { &READING });
+            let (ours, theirs) = if pile {
+                (flat_pile_status(&text), serde_pile_status(text.as_bytes()))
+            } else {
+                (flat_reading(&text), serde_reading(text.as_bytes()))
+            };
+            total += 1;
+            if let Some(ours) = ours {
+                fast += 1;
+                let theirs = theirs.unwrap_or_else(|e| panic!("fast path took what serde_json refuses ({}): {text}", e.detail));
+                // Debug text: NaN equals NaN, and -0.0 differs from 0.0.
+                assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{text}");
+                assert!(matches!(ours.id, Cow::Borrowed(_)));
+            }
+            // Whichever path answers, the public decoder answers as serde_json does.
+            let public = if pile { decode_pile_status(text.as_bytes()) } else { decode_reading(text.as_bytes()) };
+            let reference = if pile { serde_pile_status(text.as_bytes()) } else { serde_reading(text.as_bytes()) };
+            assert_eq!(format!("{public:?}"), format!("{reference:?}"), "{text}");
+        }
+        // Enough of both kinds that the comparison means something.
+        assert!(fast > total / 10 && fast < total * 9 / 10, "fast path took {fast} of {total}");
+    }
+
+    #[test]
+    fn the_simulators_records_take_the_fast_path() {
+        use crate::sim::{City, FaultRates, Generator, SimFormat};
+        let city = City::generate(300);
+        let mut generator = Generator::new(city, 1, 1_795_593_600_000, SimFormat::Json, FaultRates::NONE);
+        let mut records = Vec::new();
+        generator.emit_count(2_000, &mut records);
+        let text = |r: &crate::sim::SimRecord| String::from_utf8(r.payload.clone()).unwrap();
+        let readings: Vec<String> = records.iter().map(text).filter(|t| t.contains("sensor_id")).collect();
+        let piles: Vec<String> = records.iter().map(text).filter(|t| t.contains("pile_id")).collect();
+        assert!(!readings.is_empty() && !piles.is_empty());
+        for t in &readings {
+            assert!(flat_reading(t).is_some(), "{t}");
+        }
+        for t in &piles {
+            assert!(flat_pile_status(t).is_some(), "{t}");
+        }
     }
 }

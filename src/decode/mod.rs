@@ -1,7 +1,8 @@
 //! Bytes → `Reading` or `Rejection`. Never panics and never does I/O: bad input is data,
 //! not an error path. Submodules: `json` and `protobuf` (wire formats → `RawRecord`),
-//! `wire` (the borrowing protobuf reader), `units` (normalisation), `validate` (range and time checks), `rejection` (reasons).
+//! `wire` (the borrowing protobuf reader), `flat_json` (the fast path for flat JSON objects), `units` (normalisation), `validate` (range and time checks), `rejection` (reasons).
 
+mod flat_json;
 pub mod json;
 pub mod protobuf;
 pub mod raw;

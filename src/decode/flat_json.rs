@@ -1,0 +1,334 @@
+//! A fast reader for the shape almost every vendor record has: one flat JSON object whose
+//! values are strings without escapes, plain numbers (no exponent, at most 19 digits),
+//! `true`, `false` or `null`. For anything else (escapes, nested values, exponents, long
+//! numbers, malformed text) it answers `None`, "not sure", and the caller parses with
+//! serde_json, which then owns every error message. Where it answers, it answers exactly
+//! as serde_json (without `float_roundtrip`) does; a property test in `decode::json` holds
+//! the two to that.
+
+/// A number as serde_json's parser classifies it before any visitor sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl Number {
+    /// What serde's `f64` (and citysense's measured-value) visitors make of it.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::U64(v) => v as f64,
+            Number::I64(v) => v as f64,
+            Number::F64(v) => v,
+        }
+    }
+}
+
+/// One member's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Str(&'a str),
+    Number(Number),
+    Bool(bool),
+    Null,
+}
+
+/// Calls `each` with every member of the object `text`, in order. `None` when `text` is not
+/// an object of the simple shape, or when `each` says `None` (a value it cannot take
+/// without serde_json's verdict: a duplicate field, a wrong type).
+#[inline]
+pub fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
+    let bytes = text.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_whitespace(bytes, at + 1);
+    loop {
+        if bytes.get(at) != Some(&b'"') {
+            return None;
+        }
+        let (key, after_key) = string(text, at + 1)?;
+        at = skip_whitespace(bytes, after_key);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+        let (value, after_value) = value(text, at)?;
+        each(key, value)?;
+        at = skip_whitespace(bytes, after_value);
+        match bytes.get(at) {
+            Some(b',') => at = skip_whitespace(bytes, at + 1),
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    (skip_whitespace(bytes, at + 1) == bytes.len()).then_some(())
+}
+
+/// JSON's four whitespace bytes.
+#[inline(always)]
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// The string whose text starts at `start` (after its opening quote), and where the
+/// closing quote ends. `None` for escapes and control characters, which serde_json
+/// unescapes or refuses. Multi-byte UTF-8 never contains a byte below 0x80, so a quote
+/// found here is always a character boundary.
+#[inline(always)]
+fn string(text: &str, start: usize) -> Option<(&str, usize)> {
+    let bytes = text.as_bytes();
+    let mut at = start;
+    // Eight bytes at a time, then byte by byte.
+    while let Some(word) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let stops = stop_bytes(word);
+        if stops != 0 {
+            at += (stops.trailing_zeros() / 8) as usize;
+            return close_string(text, start, at);
+        }
+        at += 8;
+    }
+    while !is_stop_byte(*bytes.get(at)?) {
+        at += 1;
+    }
+    close_string(text, start, at)
+}
+
+#[inline(always)]
+fn close_string(text: &str, start: usize, stop: usize) -> Option<(&str, usize)> {
+    let bytes = text.as_bytes();
+    if bytes[stop] != b'"' {
+        return None;
+    }
+    let inside = &bytes[start..stop];
+    // SAFETY: `inside` lies between two ASCII quotes of a `str`, which are character
+    // boundaries, so it is UTF-8 (`str::get` would check both ends again, per string).
+    Some((unsafe { std::str::from_utf8_unchecked(inside) }, stop + 1))
+}
+
+/// A quote, a backslash or a control character: where a simple string stops.
+#[inline(always)]
+fn is_stop_byte(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
+/// The high bit of the first byte of `word` (little endian) that `is_stop_byte`; bits
+/// above it may be set too ("has zero byte" arithmetic is exact only up to the first one).
+#[inline(always)]
+fn stop_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1) | below(word, 0x20)
+}
+
+#[inline(always)]
+fn value(text: &str, at: usize) -> Option<(Value<'_>, usize)> {
+    let bytes = text.as_bytes();
+    let literal = |word: &[u8], value: Value<'static>| bytes[at..].starts_with(word).then_some((value, at + word.len()));
+    match *bytes.get(at)? {
+        b'"' => string(text, at + 1).map(|(s, end)| (Value::Str(s), end)),
+        b'-' | b'0'..=b'9' => number(bytes, at).map(|(n, end)| (Value::Number(n), end)),
+        b't' => literal(b"true", Value::Bool(true)),
+        b'f' => literal(b"false", Value::Bool(false)),
+        b'n' => literal(b"null", Value::Null),
+        _ => None,
+    }
+}
+
+/// Exact powers of ten: every one up to 1e22 is a double, as in serde_json's table.
+const POW10: [f64; 20] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19];
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?` of at most 19 digits, so its digits fit a `u64` and
+/// serde_json's result is `digits as f64 / 10^fraction_digits`, one division. Exponents
+/// and longer numbers go to serde_json.
+#[inline(always)]
+fn number(bytes: &[u8], start: usize) -> Option<(Number, usize)> {
+    let negative = bytes[start] == b'-';
+    let integer_start = start + usize::from(negative);
+    let (mut digits, mut at) = decimal_digits(bytes, integer_start, 0);
+    let integer_digits = at - integer_start;
+    if integer_digits == 0 || (integer_digits > 1 && bytes[integer_start] == b'0') {
+        return None;
+    }
+    let mut fraction_digits = 0;
+    if bytes.get(at) == Some(&b'.') {
+        (digits, at) = decimal_digits(bytes, at + 1, digits);
+        fraction_digits = at - (integer_start + integer_digits + 1);
+        if fraction_digits == 0 {
+            return None;
+        }
+    }
+    // More than 19 digits may have wrapped; serde_json reads those another way.
+    if integer_digits + fraction_digits > 19 || matches!(bytes.get(at), Some(b'e' | b'E')) {
+        return None;
+    }
+    let number = if fraction_digits > 0 {
+        let magnitude = digits as f64 / POW10[fraction_digits];
+        Number::F64(if negative { -magnitude } else { magnitude })
+    } else if !negative {
+        Number::U64(digits)
+    } else {
+        // serde_json: a float on `-0` or below i64::MIN.
+        let negated = (digits as i64).wrapping_neg();
+        if negated >= 0 {
+            Number::F64(-(digits as f64))
+        } else {
+            Number::I64(negated)
+        }
+    };
+    Some((number, at))
+}
+
+/// Appends the decimal digits from `at` to `digits` (wrapping past 19 digits; the caller
+/// counts), eight at a time where it can; and where they end.
+#[inline(always)]
+fn decimal_digits(bytes: &[u8], mut at: usize, mut digits: u64) -> (u64, usize) {
+    while let Some(word) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let Some(eight) = eight_digits(word) else { break };
+        digits = digits.wrapping_mul(100_000_000).wrapping_add(eight);
+        at += 8;
+    }
+    while let Some(&c @ b'0'..=b'9') = bytes.get(at) {
+        digits = digits.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        at += 1;
+    }
+    (digits, at)
+}
+
+/// The value of eight ASCII digits read little endian, or `None` if any byte is not one
+/// (the SWAR conversion of simdjson and fast_float).
+#[inline(always)]
+fn eight_digits(word: u64) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let all_digits = (word & 0xF0F0_F0F0_F0F0_F0F0) == ZEROS && (word.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) == ZEROS;
+    if !all_digits {
+        return None;
+    }
+    let mut v = word - ZEROS;
+    v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    Some(((v & MASK).wrapping_mul(MUL1).wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))) >> 32)
+}
+
+/// Stores a member's value, once: a second member of the same name is serde_json's
+/// "duplicate field" error, so `None`.
+#[inline(always)]
+pub fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value?);
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(text: &str) -> Option<Vec<(&str, Value<'_>)>> {
+        let mut out = Vec::new();
+        members(text, |k, v| {
+            out.push((k, v));
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    #[test]
+    fn simple_objects_are_read() {
+        let got = all(" {\"a\" : \"x y\", \"b\":-12,\"c\":0.25 ,\"d\":true,\"e\":null,\"f\":false}\n").unwrap();
+        assert_eq!(
+            got,
+            [
+                ("a", Value::Str("x y")),
+                ("b", Value::Number(Number::I64(-12))),
+                ("c", Value::Number(Number::F64(0.25))),
+                ("d", Value::Bool(true)),
+                ("e", Value::Null),
+                ("f", Value::Bool(false)),
+            ]
+        );
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_serde_json() {
+        for text in [
+            "{}",
+            "{\"a\":\"x\\\"y\"}",
+            "{\"a\":[1]}",
+            "{\"a\":{}}",
+            "{\"a\":1e5}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":-}",
+            "{\"a\":12345678901234567890}",
+            "{\"a\":1,}",
+            "{\"a\":1} x",
+            "{\"a\":tru}",
+            "{\"a\":\"tab\there\"}",
+            "[1]",
+            "{\"a\":1",
+        ] {
+            assert_eq!(all(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn eight_digits_at_a_time_and_stop_bytes_agree_with_the_byte_loops() {
+        for text in ["00000000", "12345678", "99999999", "1234567a", "/2345678", ":2345678", "1234.678"] {
+            let word = u64::from_le_bytes(text.as_bytes().try_into().unwrap());
+            let expected = text.bytes().all(|b| b.is_ascii_digit()).then(|| text.parse::<u64>().unwrap());
+            assert_eq!(eight_digits(word), expected, "{text}");
+        }
+        for text in ["abcdefgh", "abc\"efgh", "\\bcdefgh", "abcdefg\u{1f}", "a\"\\\"\\\"\\\"", "µ海淀ab"] {
+            let word = u64::from_le_bytes(text.as_bytes()[..8].try_into().unwrap());
+            let first = text.bytes().position(is_stop_byte).map(|i| i as u32);
+            let found = Some(stop_bytes(word)).filter(|&m| m != 0).map(|m| m.trailing_zeros() / 8);
+            assert_eq!(found, first, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_classified_as_serde_json_classifies_them() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "18446744073709551615",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "0.1",
+            "-41.537281938472",
+            "3.0000000000000000001",
+            "1234567890.123456789",
+            "12345678.5",
+            "0.0000000123456789",
+            "-12345678901234567",
+        ] {
+            let object = format!("{{\"n\":{text}}}");
+            let ours = all(&object).map(|m| m[0].1);
+            let theirs = match serde_json::from_str::<serde_json::Number>(text).unwrap() {
+                n if n.is_u64() => Number::U64(n.as_u64().unwrap()),
+                n if n.is_i64() => Number::I64(n.as_i64().unwrap()),
+                n => Number::F64(n.as_f64().unwrap()),
+            };
+            if let Some(Value::Number(ours)) = ours {
+                assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{text}");
+            } else {
+                assert!(text.bytes().filter(u8::is_ascii_digit).count() > 19, "{text} should be read: {ours:?}");
+            }
+        }
+    }
+}
