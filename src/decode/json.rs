@@ -226,8 +226,93 @@ fn timestamp_of(member: Value<'_>) -> Option<i64> {
     }
 }
 
+/// RFC 3339 → epoch milliseconds: the usual shape directly, anything else (and every
+/// error) through chrono.
 fn rfc3339_ms(text: &str) -> Result<i64, chrono::ParseError> {
-    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis())
+    match usual_rfc3339_ms(text) {
+        Some(ms) => Ok(ms),
+        None => chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, a valid date and time, → epoch milliseconds
+/// as chrono computes them (a third of chrono's instructions); `None` for any other
+/// shape (a space or `t`, `z`, leap second 60, longer fractions), left to chrono. A test
+/// holds the two to the same answers.
+fn usual_rfc3339_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let fixed: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    if b.len() < 20 || fixed[4] != b'-' || fixed[7] != b'-' || fixed[10] != b'T' || fixed[13] != b':' || fixed[16] != b':' {
+        return None;
+    }
+    let digit = fixed.map(|c| c.wrapping_sub(b'0'));
+    // Every digit position at once, without a branch per position.
+    if [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].iter().fold(false, |bad, &i| bad | (digit[i] > 9)) {
+        return None;
+    }
+    let two = |at: usize| i64::from(digit[at] * 10 + digit[at + 1]);
+    let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0;
+    if b[at] == b'.' {
+        let start = at + 1;
+        at = start;
+        while let Some(&c @ b'0'..=b'9') = b.get(at) {
+            if at - start < 3 {
+                millis = millis * 10 + i64::from(c - b'0');
+            }
+            at += 1;
+        }
+        let digits = at - start;
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        millis *= [100, 10, 1][digits.min(3) - 1];
+    }
+    let offset_minutes = match *b.get(at)? {
+        b'Z' if b.len() == at + 1 => 0,
+        sign @ (b'+' | b'-') if b.len() == at + 6 && b[at + 3] == b':' => {
+            let two_digits = |at: usize| {
+                let (tens, ones) = (b[at].wrapping_sub(b'0'), b[at + 1].wrapping_sub(b'0'));
+                (tens < 10 && ones < 10).then(|| i64::from(tens * 10 + ones))
+            };
+            let (hours, minutes) = (two_digits(at + 1)?, two_digits(at + 4)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            if sign == b'-' {
+                -(hours * 60 + minutes)
+            } else {
+                hours * 60 + minutes
+            }
+        }
+        _ => return None,
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// The non-finite values some vendors spell as strings.
@@ -566,6 +651,50 @@ mod tests {
         }
         for t in &piles {
             assert!(flat_pile_status(t).is_some(), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_usual_rfc3339_shape_reads_as_chrono_reads_it() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut usual = 0;
+        for i in 0..200_000 {
+            let pick = |rng: &mut SmallRng, options: &[&'static str]| options[rng.gen_range(0..options.len())];
+            let two = |rng: &mut SmallRng, max: u32| format!("{:02}", rng.gen_range(0..=max));
+            let year = if rng.gen_bool(0.9) { rng.gen_range(1900..2100) } else { rng.gen_range(0..10_000) };
+            let fraction: String = (0..rng.gen_range(0..12)).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect();
+            let fraction = if fraction.is_empty() && rng.gen_bool(0.5) { String::new() } else { format!(".{fraction}") };
+            let offset = match rng.gen_range(0..5) {
+                0 => "Z".to_owned(),
+                1 => pick(&mut rng, &["z", "", "+0800", "+08", "Z ", "UTC"]).to_owned(),
+                _ => format!("{}{}:{}", pick(&mut rng, &["+", "-"]), two(&mut rng, 25), two(&mut rng, 61)),
+            };
+            let text = format!(
+                "{year:04}-{}-{}{}{}:{}:{}{fraction}{offset}",
+                two(&mut rng, 13),
+                two(&mut rng, 32),
+                if i % 50 == 0 { pick(&mut rng, &["t", " ", "_"]) } else { "T" },
+                two(&mut rng, 24),
+                two(&mut rng, 60),
+                two(&mut rng, 61),
+            );
+            let chrono = chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp_millis()).ok();
+            if let Some(ms) = usual_rfc3339_ms(&text) {
+                usual += 1;
+                assert_eq!(Some(ms), chrono, "{text}");
+            }
+            assert_eq!(rfc3339_ms(&text).ok(), chrono, "{text}");
+        }
+        assert!(usual > 20_000, "only {usual} took the usual path");
+        // Month ends and leap years, where calendars go wrong.
+        for year in [0, 1600, 1900, 1969, 1970, 2000, 2023, 2024, 2100, 9999] {
+            for (month, day) in [(1, 31), (2, 28), (2, 29), (2, 30), (4, 30), (4, 31), (12, 31)] {
+                for time in ["00:00:00Z", "23:59:59.999999999+23:59", "12:30:00.5-08:00"] {
+                    let text = format!("{year:04}-{month:02}-{day:02}T{time}");
+                    let chrono = chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp_millis()).ok();
+                    assert_eq!(usual_rfc3339_ms(&text), chrono, "{text}");
+                }
+            }
         }
     }
 }
