@@ -31,6 +31,17 @@ log "Building release binaries"
 cargo build --release --locked --quiet --bin citysense --example raw_consume --example pipeline_bench --example alert_latency
 BIN="$ROOT/target/release"
 
+# CPU seconds (user + system) used so far by tansu and VictoriaMetrics, services.sh's first
+# two processes, from /proc/PID/stat in ticks of 1/100 s.
+services_cpu() {
+    for pid in "${PIDS[0]}" "${PIDS[1]}"; do
+        awk '{ sub(/^.*\) /, ""); print ($12 + $13) / 100 }' "/proc/$pid/stat"
+    done | paste -sd' '
+}
+services_cpu_since() {
+    paste -d' ' <(echo "$1" | tr ' ' '\n') <(services_cpu | tr ' ' '\n') | awk '{ d[NR] = $2 - $1 } END { printf "tansu %.1f, VictoriaMetrics %.1f", d[1], d[2] }'
+}
+
 create_topic() { "$TANSU" topic create "$1" --partitions "$2" --broker "tcp://${3:-$CITYSENSE_TEST_KAFKA}" >/dev/null; }
 
 # Each alert-latency run gets a broker of its own. tansu's memory store keeps every record
@@ -67,8 +78,11 @@ for format in ${BENCH_FORMATS:-json protobuf}; do
         # BENCH_PERF=1: profile citysense's run with perf (report: perf report -i target/bench/perf-*.data).
         profile=()
         [ "${BENCH_PERF:-0}" = 1 ] && profile=(perf record -F 499 -g -o "$OUT/perf-$format-$run.data" --)
+        services_cpu_before="$(services_cpu)"
         e2e="$("${profile[@]}" "$BIN/examples/pipeline_bench" "$CITYSENSE_TEST_KAFKA" "$prefix" "$RECORDS" "$CITYSENSE_TEST_INFLUX" 2>>"$OUT/pipeline.log")"
         log "[$format $run/$RUNS] citysense: $e2e"
+        # Where the machine's two cores went meanwhile: citysense's own CPU is in its line.
+        log "[$format $run/$RUNS] CPU seconds during citysense's run: $(services_cpu_since "$services_cpu_before")"
         [ "$run" = 0 ] && continue
         printf '{"format":"%s","run":%s,"raw":%s,"citysense":%s}\n' "$format" "$run" "$raw" "$e2e" >>"$RESULTS"
     done

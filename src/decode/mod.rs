@@ -9,7 +9,7 @@ pub mod raw;
 pub mod rejection;
 pub mod units;
 pub mod validate;
-mod wire;
+pub(crate) mod wire;
 
 pub use raw::{RawBody, RawRecord};
 pub use rejection::{Reason, Rejection};

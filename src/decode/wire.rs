@@ -48,6 +48,15 @@ impl<'a> Reader<'a> {
         super::utf8(self.0.bytes()?).ok_or(WireError("invalid string value: data is not UTF-8 encoded"))
     }
 
+    /// A length-delimited payload: an embedded message, read with a `Reader` of its own.
+    #[inline(always)]
+    pub fn message(&mut self, (field, wire_type): (u32, u8)) -> Result<Reader<'a>, WireError> {
+        if wire_type != 2 {
+            return self.refuse((field, wire_type), "invalid wire type for a message field");
+        }
+        Ok(Reader::new(self.0.bytes()?))
+    }
+
     #[inline(always)]
     pub fn varint(&mut self, (field, wire_type): (u32, u8)) -> Result<u64, WireError> {
         if wire_type != 0 {

@@ -180,7 +180,7 @@ pub async fn run(
                     }
                     state
                 });
-                match message.payload().map(serde_json::from_slice::<AggregateMessage>) {
+                match message.payload().map(crate::rollup::encoding::decode) {
                     Some(Ok(aggregate)) => {
                         if let AggregateMessage::Watermark { source, kind, watermark_ms } = &aggregate {
                             state.marks_since_commit.push_back((offset, *kind, source.clone(), *watermark_ms));
@@ -188,7 +188,7 @@ pub async fn run(
                         state.area.on_message(aggregate, offset, &area_settings, &catalog, &mut emits);
                     }
                     // Only citysense writes this topic; anything else is logged and skipped.
-                    other => tracing::warn!(partition, offset, error = ?other.and_then(|r| r.err()).map(|e| e.to_string()), "Unreadable aggregate skipped"),
+                    other => tracing::warn!(partition, offset, error = ?other.and_then(|r| r.err()), "Unreadable aggregate skipped"),
                 }
                 {
                     let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());

@@ -11,8 +11,9 @@
 
 mod area;
 mod catalog;
+pub mod encoding;
 pub mod message;
 
 pub use area::{AreaEmit, AreaPartition, AreaSettings};
 pub use catalog::AreaCatalog;
-pub use message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow, SensorWindowRef, WindowsMessageRef};
+pub use message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow, SensorWindowRef};

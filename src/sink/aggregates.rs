@@ -18,10 +18,12 @@ use crate::model::Kind;
 use crate::model::WindowResult;
 use crate::pipeline::core::SourcePartition;
 use crate::pipeline::offsets::OffsetTracker;
-use crate::rollup::{AggregateMessage, SensorWindowRef, WindowsMessageRef};
+use crate::rollup::encoding::{encode_watermark, encode_windows};
+use crate::rollup::SensorWindowRef;
 
 /// Windows per aggregates record at most (a minute boundary closes thousands per district;
-/// at ~250 bytes of JSON each a record stays near 64 KB, well under brokers' 1 MB default).
+/// at ~100 bytes each a record stays near 25 KB, well under brokers' 1 MB default; the
+/// JSON earlier versions wrote was ~250 bytes a window).
 pub const MAX_WINDOWS_PER_RECORD: usize = 256;
 
 /// The input offset a published window holds; markers hold none.
@@ -119,34 +121,30 @@ impl AggregatesSink {
             }
         }
         let mut named: Option<(SourcePartition, String)> = None;
+        let mut payload = Vec::with_capacity(16 << 10);
         for record in &records {
             if named.as_ref().is_none_or(|(source, _)| *source != record.source) {
                 named = Some((record.source, source_name(record.source)));
             }
             let source = named.as_ref().map_or("", |(_, name)| name.as_str());
-            let message = WindowsMessageRef { source, windows: &record.windows };
-            self.send(record.key, None, &message, Some((record.source, record.hold_offset)));
+            payload.clear();
+            encode_windows(source, &record.windows, &mut payload);
+            self.send(record.key, None, &payload, Some((record.source, record.hold_offset)));
         }
     }
 
     /// Tells every aggregates partition how far `source` has published.
     pub fn send_watermark(&self, source_name: &str, kind: Kind, watermark_ms: i64) {
-        let message = AggregateMessage::Watermark { source: source_name.to_owned(), kind, watermark_ms };
+        let mut payload = Vec::with_capacity(64);
+        encode_watermark(source_name, kind, watermark_ms, &mut payload);
         for partition in 0..self.partitions {
-            self.send(source_name, Some(partition), &message, None);
+            self.send(source_name, Some(partition), &payload, None);
         }
     }
 
-    fn send(&self, key: &str, partition: Option<i32>, message: &impl serde::Serialize, hold: Hold) {
-        let payload = match serde_json::to_vec(message) {
-            Ok(p) => p,
-            Err(err) => {
-                tracing::error!(error = %err, "Cannot encode an aggregate");
-                return;
-            }
-        };
+    fn send(&self, key: &str, partition: Option<i32>, payload: &[u8], hold: Hold) {
         let mut record: BaseRecord<'_, str, [u8], Box<Hold>> =
-            BaseRecord::with_opaque_to(&self.topic, Box::new(hold)).key(key).payload(&payload);
+            BaseRecord::with_opaque_to(&self.topic, Box::new(hold)).key(key).payload(payload);
         if let Some(p) = partition {
             record = record.partition(p);
         }
