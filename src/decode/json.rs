@@ -65,9 +65,14 @@ struct JsonPileStatus<'a> {
 
 /// Decodes a pm25/dust/water reading.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-    if let Some(raw) = super::utf8(bytes).and_then(flat_reading) {
-        return Ok(raw);
+    match super::utf8(bytes).and_then(flat_reading) {
+        Some(raw) => Ok(raw),
+        None => serde_reading(bytes),
     }
+}
+
+/// `decode_reading` through serde_json alone.
+fn serde_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let json: JsonReading = parse(bytes)?;
     Ok(RawRecord {
         id: json.sensor_id,
@@ -84,9 +89,14 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
 
 /// Decodes a charging-pile status or heartbeat.
 pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-    if let Some(raw) = super::utf8(bytes).and_then(flat_pile_status) {
-        return Ok(raw);
+    match super::utf8(bytes).and_then(flat_pile_status) {
+        Some(raw) => Ok(raw),
+        None => serde_pile_status(bytes),
     }
+}
+
+/// `decode_pile_status` through serde_json alone.
+fn serde_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let json: JsonPileStatus = parse(bytes)?;
     Ok(RawRecord {
         id: json.pile_id,
@@ -478,42 +488,6 @@ mod tests {
 
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
-
-    /// The serde_json path alone, the reference the fast path must match.
-    fn serde_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-        let json: JsonReading = parse(bytes)?;
-        Ok(RawRecord {
-            id: json.sensor_id,
-            kind: json.kind,
-            ts_ms: json.ts.0,
-            body: RawBody::Level { value: json.value.0, unit: json.unit },
-            area: AreaRef { grid: json.grid, street: json.street, district: json.district },
-            lat: json.lat,
-            lon: json.lon,
-            vendor: json.vendor,
-            seq: json.seq,
-        })
-    }
-
-    fn serde_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-        let json: JsonPileStatus = parse(bytes)?;
-        Ok(RawRecord {
-            id: json.pile_id,
-            kind: Some("charging".into()),
-            ts_ms: json.ts.0,
-            body: RawBody::Pile {
-                connector: json.connector,
-                status: json.status,
-                error_code: json.error_code,
-                power_kw: json.power_kw.map(|n| n.0),
-            },
-            area: AreaRef { grid: json.grid, street: json.street, district: json.district },
-            lat: json.lat,
-            lon: json.lon,
-            vendor: json.vendor,
-            seq: json.seq,
-        })
-    }
 
     /// A random JSON member value of every kind the two paths might disagree on.
     fn random_value(rng: &mut SmallRng) -> String {
