@@ -69,11 +69,14 @@ pub struct RawRollup {
     pub topic: String,
     /// Consumer group of the area stage (every instance uses the same).
     pub group_id: String,
+    /// What stage 1 writes: "protobuf" (citysense.v1.AggregateRecord), or "json", which
+    /// older versions read, during a rolling upgrade. Both are read.
+    pub format: String,
 }
 
 impl Default for RawRollup {
     fn default() -> Self {
-        RawRollup { enabled: true, topic: "city.aggregates".into(), group_id: "citysense-areas".into() }
+        RawRollup { enabled: true, topic: "city.aggregates".into(), group_id: "citysense-areas".into(), format: "protobuf".into() }
     }
 }
 

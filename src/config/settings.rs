@@ -12,6 +12,7 @@ use crate::decode::{Decoder, Format, Limits};
 use crate::domain::aqi::Hj633;
 use crate::domain::enrich::{DomainSettings, Hj633Choice};
 use crate::model::Kind;
+use crate::rollup::encoding::AggregateFormat;
 use crate::window::{LatePolicy, WindowSpec, WindowTiming};
 
 /// A secret (token) whose `Debug` and `Display` print nothing.
@@ -135,6 +136,8 @@ pub struct AlertSettings {
 pub struct RollupSettings {
     pub topic: String,
     pub group_id: String,
+    /// What stage 1 writes; stage 2 reads both.
+    pub format: AggregateFormat,
 }
 
 /// Longest window accepted: a month. Longer windows belong in a query, not in stream state.
@@ -413,7 +416,15 @@ impl Settings {
         if r.enabled && (r.group_id.trim().is_empty() || r.group_id == raw.kafka.group_id) {
             c.problem("rollup.group_id", "must be set and differ from kafka.group_id");
         }
-        let rollup = r.enabled.then(|| RollupSettings { topic: r.topic.clone(), group_id: r.group_id.clone() });
+        let format = match r.format.as_str() {
+            "protobuf" => AggregateFormat::Protobuf,
+            "json" => AggregateFormat::Json,
+            other => {
+                c.problem("rollup.format", format!("{other:?}: use protobuf, or json while instances of an earlier version still run"));
+                AggregateFormat::Protobuf
+            }
+        };
+        let rollup = r.enabled.then(|| RollupSettings { topic: r.topic.clone(), group_id: r.group_id.clone(), format });
         let a = &raw.alerts;
         let alerts = a.rules.as_ref().map(|path| {
             let rules = match std::fs::read_to_string(path) {
@@ -564,7 +575,7 @@ mod tests {
     #[test]
     fn impossible_values_are_all_reported_with_their_field() {
         let p = problems(
-            "[windows]\nout_of_orderness = \"-5s\"\npm25 = [\"0m\", \"1h/7m\", \"soon\"]\ntimezone = \"Mars/Olympus\"\nmax_tracked_sensors = 0\n[api]\nlisten = \"everywhere\"\n",
+            "[windows]\nout_of_orderness = \"-5s\"\npm25 = [\"0m\", \"1h/7m\", \"soon\"]\ntimezone = \"Mars/Olympus\"\nmax_tracked_sensors = 0\n[api]\nlisten = \"everywhere\"\n[rollup]\nformat = \"avro\"\n",
         );
         let fields: Vec<&str> = p.iter().map(|s| s.split(':').next().unwrap()).collect();
         for field in [
@@ -575,6 +586,7 @@ mod tests {
             "windows.timezone",
             "windows.max_tracked_sensors",
             "api.listen",
+            "rollup.format",
         ] {
             assert!(fields.contains(&field), "{field} missing from {p:?}");
         }

@@ -266,7 +266,7 @@ async fn run_sensor_stage(
     let mut reloading: Option<tokio::task::JoinHandle<Result<Vec<crate::alert::AlertState>, rdkafka::error::KafkaError>>> = None;
     let aggregates = match &settings.rollup {
         Some(rollup) => Some(
-            AggregatesSink::new(&settings.kafka.brokers, &settings.kafka.properties, &rollup.topic, offsets.clone())
+            AggregatesSink::new(&settings.kafka.brokers, &settings.kafka.properties, &rollup.topic, rollup.format, offsets.clone())
                 .map_err(|source| PipelineError::Aggregates { topic: rollup.topic.clone(), source })?,
         ),
         None => None,

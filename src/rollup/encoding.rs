@@ -2,13 +2,48 @@
 //! (proto/citysense/v1/aggregate.proto), written by hand from borrowed windows and read
 //! with the borrowing wire reader, so neither stage builds a JSON tree or copies a name to
 //! write it. A record starting with `{` is JSON, as versions before this one wrote; it is
-//! still read, so an upgrade rolls up what is already on the topic.
+//! still read, so an upgrade rolls up what is already on the topic, and still written when
+//! `rollup.format = "json"`, for a rolling upgrade past older instances.
 
 use smol_str::SmolStr;
 
-use super::message::{AggregateMessage, SensorWindow, SensorWindowRef};
+use super::message::{AggregateMessage, SensorWindow, SensorWindowRef, WindowsMessageRef};
 use crate::decode::wire::{Reader, WireError};
 use crate::model::Kind;
+
+/// What stage 1 writes to the aggregates topic (`rollup.format`); stage 2 reads both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFormat {
+    /// `citysense.v1.AggregateRecord`: the default.
+    Protobuf,
+    /// The JSON every earlier version reads: for a rolling upgrade, until no older instance runs.
+    Json,
+}
+
+impl AggregateFormat {
+    /// Appends a windows record: closed windows of one key from input partition `source`.
+    pub fn write_windows(self, source: &str, windows: &[SensorWindowRef<'_>], out: &mut Vec<u8>) {
+        match self {
+            AggregateFormat::Protobuf => encode_windows(source, windows, out),
+            AggregateFormat::Json => write_json(&WindowsMessageRef { source, windows }, out),
+        }
+    }
+
+    /// Appends a watermark record.
+    pub fn write_watermark(self, source: &str, kind: Kind, watermark_ms: i64, out: &mut Vec<u8>) {
+        match self {
+            AggregateFormat::Protobuf => encode_watermark(source, kind, watermark_ms, out),
+            AggregateFormat::Json => write_json(&AggregateMessage::Watermark { source: source.to_owned(), kind, watermark_ms }, out),
+        }
+    }
+}
+
+fn write_json(message: &impl serde::Serialize, out: &mut Vec<u8>) {
+    // Serialising these types into a Vec cannot fail: no maps with non-string keys, no I/O.
+    if let Err(err) = serde_json::to_writer(out, message) {
+        tracing::error!(error = %err, "Cannot encode an aggregate as JSON");
+    }
+}
 
 /// Appends a windows record: closed windows of one key from input partition `source`.
 pub fn encode_windows(source: &str, windows: &[SensorWindowRef<'_>], out: &mut Vec<u8>) {
@@ -300,6 +335,25 @@ mod tests {
             watermark: Some(proto::AggregateWatermark { kind: "dust".into(), watermark_ms: 42 }),
         };
         assert_eq!(ours, prost_mark.encode_to_vec());
+    }
+
+    #[test]
+    fn both_formats_read_back_as_the_same_messages() {
+        let windows = windows();
+        let refs: Vec<SensorWindowRef<'_>> = windows.iter().map(borrowed).collect();
+        for format in [AggregateFormat::Protobuf, AggregateFormat::Json] {
+            let (mut records, mut mark) = (Vec::new(), Vec::new());
+            format.write_windows("city.pm25/3", &refs, &mut records);
+            format.write_watermark("city.pm25/3", Kind::Pm25, 9, &mut mark);
+            assert_eq!(records.first() == Some(&b'{'), format == AggregateFormat::Json);
+            assert_eq!(decode(&records), Ok(AggregateMessage::Windows { source: "city.pm25/3".into(), windows: windows.clone() }));
+            assert_eq!(decode(&mark), Ok(AggregateMessage::Watermark { source: "city.pm25/3".into(), kind: Kind::Pm25, watermark_ms: 9 }));
+        }
+        // The JSON is what the owned message serialises to: what earlier versions wrote.
+        let mut json = Vec::new();
+        AggregateFormat::Json.write_windows("city.pm25/3", &refs, &mut json);
+        let owned = AggregateMessage::Windows { source: "city.pm25/3".into(), windows };
+        assert_eq!(json, serde_json::to_vec(&owned).unwrap());
     }
 
     #[test]

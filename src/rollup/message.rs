@@ -54,7 +54,7 @@ impl From<&WindowResult> for SensorWindow {
 
 /// `SensorWindow` borrowed from a closed window, for writing: stage 1 encodes every closed
 /// window, and copying seven strings each time only to serialise them was measurable.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SensorWindowRef<'a> {
     pub kind: Kind,
     pub sensor_id: &'a str,
@@ -64,9 +64,13 @@ pub struct SensorWindowRef<'a> {
     pub grid: &'a str,
     pub street: &'a str,
     pub district: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub utilisation: Option<f64>,
     pub flat: bool,
 }
@@ -108,6 +112,14 @@ impl<'a> SensorWindowRef<'a> {
             self.district
         }
     }
+}
+
+/// `AggregateMessage::Windows` as written in JSON, borrowing the windows: the same JSON.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "type", rename = "windows")]
+pub struct WindowsMessageRef<'a> {
+    pub source: &'a str,
+    pub windows: &'a [SensorWindowRef<'a>],
 }
 
 /// A record on the aggregates topic.

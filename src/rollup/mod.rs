@@ -16,4 +16,4 @@ pub mod message;
 
 pub use area::{AreaEmit, AreaPartition, AreaSettings};
 pub use catalog::AreaCatalog;
-pub use message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow, SensorWindowRef};
+pub use message::{AggregateMessage, AreaLevel, AreaResult, PeerDeviation, SensorWindow, SensorWindowRef, WindowsMessageRef};

@@ -18,7 +18,7 @@ use crate::model::Kind;
 use crate::model::WindowResult;
 use crate::pipeline::core::SourcePartition;
 use crate::pipeline::offsets::OffsetTracker;
-use crate::rollup::encoding::{encode_watermark, encode_windows};
+use crate::rollup::encoding::AggregateFormat;
 use crate::rollup::SensorWindowRef;
 
 /// Windows per aggregates record at most (a minute boundary closes thousands per district;
@@ -85,10 +85,17 @@ pub struct AggregatesSink {
     producer: ThreadedProducer<AggregateAcks>,
     topic: String,
     partitions: i32,
+    format: AggregateFormat,
 }
 
 impl AggregatesSink {
-    pub fn new(brokers: &str, extra: &[(String, String)], topic: &str, offsets: Arc<Mutex<OffsetTracker>>) -> Result<Self, KafkaError> {
+    pub fn new(
+        brokers: &str,
+        extra: &[(String, String)],
+        topic: &str,
+        format: AggregateFormat,
+        offsets: Arc<Mutex<OffsetTracker>>,
+    ) -> Result<Self, KafkaError> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", brokers).set("linger.ms", "5").set("max.in.flight.requests.per.connection", "1");
         for (key, value) in extra.iter().filter(|(k, _)| k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")) {
@@ -101,7 +108,7 @@ impl AggregatesSink {
         if partitions == 0 {
             return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
         }
-        Ok(AggregatesSink { producer, topic: topic.to_owned(), partitions })
+        Ok(AggregatesSink { producer, topic: topic.to_owned(), partitions, format })
     }
 
     /// Publishes closed windows, given as (input partition, input offset, window): one
@@ -128,7 +135,7 @@ impl AggregatesSink {
             }
             let source = named.as_ref().map_or("", |(_, name)| name.as_str());
             payload.clear();
-            encode_windows(source, &record.windows, &mut payload);
+            self.format.write_windows(source, &record.windows, &mut payload);
             self.send(record.key, None, &payload, Some((record.source, record.hold_offset)));
         }
     }
@@ -136,7 +143,7 @@ impl AggregatesSink {
     /// Tells every aggregates partition how far `source` has published.
     pub fn send_watermark(&self, source_name: &str, kind: Kind, watermark_ms: i64) {
         let mut payload = Vec::with_capacity(64);
-        encode_watermark(source_name, kind, watermark_ms, &mut payload);
+        self.format.write_watermark(source_name, kind, watermark_ms, &mut payload);
         for partition in 0..self.partitions {
             self.send(source_name, Some(partition), &payload, None);
         }
