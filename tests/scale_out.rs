@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use citysense::config;
 use citysense::model::Kind;
 use citysense::pipeline::{self, wall_ms, Shared};
+use citysense::rollup::encoding::AggregateFormat;
 use citysense::sim::publish::RecordPublisher;
 use citysense::sim::{City, FaultRates, Generator, SimFormat, SimRecord};
 use rdkafka::mocking::MockCluster;
@@ -66,6 +67,7 @@ charging = ["5m"]
 commit_interval = "200ms"
 [rollup]
 group_id = "{group}-areas"
+topic = "{group}.aggregates"
 "#
     );
     config::parse(&text, "scale-out test", Vec::new()).expect("valid config")
@@ -131,7 +133,10 @@ async fn two_instances_in_one_group_write_exactly_what_one_instance_writes() {
     }
     cluster.create_topic(&defaults.deadletter_topic, 1, 1).unwrap();
     cluster.create_topic(&defaults.checkpoint_topic, 1, 1).unwrap();
-    cluster.create_topic(&defaults.rollup.as_ref().unwrap().topic, PARTITIONS, 1).unwrap();
+    // An aggregates topic per group, so a group's area stage reads only its own stage 1.
+    for group in ["single", "pair", "crash"] {
+        cluster.create_topic(&format!("{group}.aggregates"), PARTITIONS, 1).unwrap();
+    }
     let brokers = cluster.bootstrap_servers();
 
     let start = (wall_ms() - 2 * 3_600_000) / MINUTE * MINUTE;
@@ -154,12 +159,16 @@ async fn two_instances_in_one_group_write_exactly_what_one_instance_writes() {
     let areas = expected.0.len() - windows;
     assert!(windows > 500 && areas > 300, "{windows} windows, {areas} area results");
 
-    // Two instances in another group; the second joins while the first is running.
+    // Two instances in another group; the second joins while the first is running, and
+    // writes its windows to the aggregates topic in JSON, as during a rolling upgrade with
+    // `rollup.format = "json"`: both stages 2 read both formats.
     let (a, b) = (Shared::default(), Shared::default());
     let shutdown = CancellationToken::new();
     let first = tokio::spawn(pipeline::run(settings(&brokers, "pair"), registry.clone(), a.clone(), shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = tokio::spawn(pipeline::run(settings(&brokers, "pair"), registry.clone(), b.clone(), shutdown.clone()));
+    let mut writes_json = settings(&brokers, "pair");
+    writes_json.rollup.as_mut().expect("the area stage runs").format = AggregateFormat::Json;
+    let second = tokio::spawn(pipeline::run(writes_json, registry.clone(), b.clone(), shutdown.clone()));
     let pair = settle(&[&a, &b], Some(expected.0.len())).await;
     shutdown.cancel();
     first.await.unwrap().unwrap();

@@ -3,7 +3,7 @@
 //! `true`, `false` or `null`. For anything else (escapes, nested values, exponents, long
 //! numbers, malformed text) it answers `None`, "not sure", and the caller parses with
 //! serde_json, which then owns every error message. Where it answers, it answers exactly
-//! as serde_json (without `float_roundtrip`) does; a property test in `decode::json` holds
+//! as serde_json (with `float_roundtrip`) does; a property test in `decode::json` holds
 //! the two to that.
 
 /// A number as serde_json's parser classifies it before any visitor sees it.
@@ -142,12 +142,9 @@ fn value(text: &str, at: usize) -> Option<(Value<'_>, usize)> {
     }
 }
 
-/// Exact powers of ten: every one up to 1e22 is a double, as in serde_json's table.
-const POW10: [f64; 20] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19];
-
-/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?` of at most 19 digits, so its digits fit a `u64` and
-/// serde_json's result is `digits as f64 / 10^fraction_digits`, one division. Exponents
-/// and longer numbers go to serde_json.
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?` of at most 19 digits; exponents and longer numbers go
+/// to serde_json. A decimal is parsed correctly rounded, as serde_json does with its
+/// `float_roundtrip` feature (on in Cargo.toml).
 #[inline(always)]
 fn number(bytes: &[u8], start: usize) -> Option<(Number, usize)> {
     let negative = bytes[start] == b'-';
@@ -170,8 +167,11 @@ fn number(bytes: &[u8], start: usize) -> Option<(Number, usize)> {
         return None;
     }
     let number = if fraction_digits > 0 {
-        let magnitude = digits as f64 / POW10[fraction_digits];
-        Number::F64(if negative { -magnitude } else { magnitude })
+        // Correctly rounded, as serde_json with `float_roundtrip` (and the shortest text a
+        // double prints as reads back as that double).
+        let text = &bytes[start..at];
+        // SAFETY: `text` is ASCII: a sign, digits and a point, all checked above.
+        Number::F64(unsafe { std::str::from_utf8_unchecked(text) }.parse().ok()?)
     } else if !negative {
         Number::U64(digits)
     } else {
