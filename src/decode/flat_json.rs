@@ -142,6 +142,9 @@ fn value(text: &str, at: usize) -> Option<(Value<'_>, usize)> {
     }
 }
 
+/// Exact powers of ten (every one up to 1e22 is a double).
+const POW10: [f64; 20] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19];
+
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?` of at most 19 digits; exponents and longer numbers go
 /// to serde_json. A decimal is parsed correctly rounded, as serde_json does with its
 /// `float_roundtrip` feature (on in Cargo.toml).
@@ -166,8 +169,13 @@ fn number(bytes: &[u8], start: usize) -> Option<(Number, usize)> {
     if integer_digits + fraction_digits > 19 || matches!(bytes.get(at), Some(b'e' | b'E')) {
         return None;
     }
-    let number = if fraction_digits > 0 {
-        // Correctly rounded, as serde_json with `float_roundtrip` (and the shortest text a
+    let number = if fraction_digits > 0 && digits < 1 << 53 {
+        // Both operands exact, so the one division is correctly rounded (vendors' usual
+        // few decimals).
+        let magnitude = digits as f64 / POW10[fraction_digits];
+        Number::F64(if negative { -magnitude } else { magnitude })
+    } else if fraction_digits > 0 {
+        // Correctly rounded too, as serde_json with `float_roundtrip` (so the shortest text a
         // double prints as reads back as that double).
         let text = &bytes[start..at];
         // SAFETY: `text` is ASCII: a sign, digits and a point, all checked above.
