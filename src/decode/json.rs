@@ -119,39 +119,22 @@ fn serde_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
 /// `JsonReading` through `flat_json`: the same fields, defaults and duplicate rule.
 fn flat_reading(text: &str) -> Option<RawRecord<'_>> {
     let (mut id, mut kind, mut ts, mut value, mut unit) = (None, None, None, None, None);
-    let (mut grid, mut street, mut district, mut lat, mut lon, mut vendor, mut seq) = (None, None, None, None, None, None, None);
+    let mut shared = SharedMembers::default();
     flat_json::members(text, |key, member| match key {
         "sensor_id" => once(&mut id, text_of(member)),
         "kind" => once(&mut kind, optional(member, text_of)),
         "ts" => once(&mut ts, timestamp_of(member)),
         "value" => once(&mut value, measured_of(member)),
         "unit" => once(&mut unit, text_of(member)),
-        "grid" => once(&mut grid, text_of(member)),
-        "street" => once(&mut street, text_of(member)),
-        "district" => once(&mut district, text_of(member)),
-        "lat" => once(&mut lat, optional(member, f64_of)),
-        "lon" => once(&mut lon, optional(member, f64_of)),
-        "vendor" => once(&mut vendor, text_of(member)),
-        "seq" => once(&mut seq, optional(member, u64_of)),
-        _ => Some(()),
+        _ => shared.read(key, member),
     })?;
-    Some(RawRecord {
-        id: Cow::Borrowed(id?),
-        kind: kind.flatten().map(Cow::Borrowed),
-        ts_ms: ts?,
-        body: RawBody::Level { value: value?, unit: Cow::Borrowed(unit?) },
-        area: AreaRef::new(grid.unwrap_or_default(), street.unwrap_or_default(), district.unwrap_or_default()),
-        lat: lat.flatten(),
-        lon: lon.flatten(),
-        vendor: Cow::Borrowed(vendor.unwrap_or_default()),
-        seq: seq.flatten(),
-    })
+    Some(shared.into_record(id?, kind.flatten().map(Cow::Borrowed), ts?, RawBody::Level { value: value?, unit: Cow::Borrowed(unit?) }))
 }
 
 /// `JsonPileStatus` through `flat_json`.
 fn flat_pile_status(text: &str) -> Option<RawRecord<'_>> {
     let (mut id, mut connector, mut ts, mut status, mut error_code, mut power_kw) = (None, None, None, None, None, None);
-    let (mut grid, mut street, mut district, mut lat, mut lon, mut vendor, mut seq) = (None, None, None, None, None, None, None);
+    let mut shared = SharedMembers::default();
     flat_json::members(text, |key, member| match key {
         "pile_id" => once(&mut id, text_of(member)),
         "connector" => once(&mut connector, u64_of(member).and_then(|c| u32::try_from(c).ok())),
@@ -159,31 +142,58 @@ fn flat_pile_status(text: &str) -> Option<RawRecord<'_>> {
         "status" => once(&mut status, text_of(member)),
         "error_code" => once(&mut error_code, text_of(member)),
         "power_kw" => once(&mut power_kw, optional(member, measured_of)),
-        "grid" => once(&mut grid, text_of(member)),
-        "street" => once(&mut street, text_of(member)),
-        "district" => once(&mut district, text_of(member)),
-        "lat" => once(&mut lat, optional(member, f64_of)),
-        "lon" => once(&mut lon, optional(member, f64_of)),
-        "vendor" => once(&mut vendor, text_of(member)),
-        "seq" => once(&mut seq, optional(member, u64_of)),
-        _ => Some(()),
+        _ => shared.read(key, member),
     })?;
-    Some(RawRecord {
-        id: Cow::Borrowed(id?),
-        kind: Some("charging".into()),
-        ts_ms: ts?,
-        body: RawBody::Pile {
-            connector: connector.unwrap_or_default(),
-            status: Cow::Borrowed(status?),
-            error_code: Cow::Borrowed(error_code.unwrap_or_default()),
-            power_kw: power_kw.flatten(),
-        },
-        area: AreaRef::new(grid.unwrap_or_default(), street.unwrap_or_default(), district.unwrap_or_default()),
-        lat: lat.flatten(),
-        lon: lon.flatten(),
-        vendor: Cow::Borrowed(vendor.unwrap_or_default()),
-        seq: seq.flatten(),
-    })
+    let body = RawBody::Pile {
+        connector: connector.unwrap_or_default(),
+        status: Cow::Borrowed(status?),
+        error_code: Cow::Borrowed(error_code.unwrap_or_default()),
+        power_kw: power_kw.flatten(),
+    };
+    Some(shared.into_record(id?, Some("charging".into()), ts?, body))
+}
+
+/// The members readings and pile statuses share: where the sensor is, who sent it, its
+/// sequence number. Each is read once (a second is serde_json's "duplicate field").
+#[derive(Default)]
+struct SharedMembers<'a> {
+    grid: Option<&'a str>,
+    street: Option<&'a str>,
+    district: Option<&'a str>,
+    lat: Option<Option<f64>>,
+    lon: Option<Option<f64>>,
+    vendor: Option<&'a str>,
+    seq: Option<Option<u64>>,
+}
+
+impl<'a> SharedMembers<'a> {
+    /// Reads `key` if it is one of these; any other member is ignored, as serde ignores it.
+    fn read(&mut self, key: &str, member: Value<'a>) -> Option<()> {
+        match key {
+            "grid" => once(&mut self.grid, text_of(member)),
+            "street" => once(&mut self.street, text_of(member)),
+            "district" => once(&mut self.district, text_of(member)),
+            "lat" => once(&mut self.lat, optional(member, f64_of)),
+            "lon" => once(&mut self.lon, optional(member, f64_of)),
+            "vendor" => once(&mut self.vendor, text_of(member)),
+            "seq" => once(&mut self.seq, optional(member, u64_of)),
+            _ => Some(()),
+        }
+    }
+
+    fn into_record(self, id: &'a str, kind: Option<Cow<'a, str>>, ts_ms: i64, body: RawBody<'a>) -> RawRecord<'a> {
+        RawRecord {
+            id: Cow::Borrowed(id),
+            kind,
+            ts_ms,
+            body,
+            area: AreaRef::new(self.grid.unwrap_or_default(), self.street.unwrap_or_default(), self.district.unwrap_or_default()),
+            lat: self.lat.flatten(),
+            lon: self.lon.flatten(),
+            vendor: Cow::Borrowed(self.vendor.unwrap_or_default()),
+            seq: self.seq.flatten(),
+        }
+    }
 }
 
 /// `null` is `None` for an `Option` field; anything else is read by `read`.
