@@ -5,6 +5,7 @@
 //! still read, so an upgrade rolls up what is already on the topic, and still written when
 //! `rollup.format = "json"`, for a rolling upgrade past older instances.
 
+use prost::encoding::{encode_key, encode_varint, WireType};
 use smol_str::SmolStr;
 
 use super::message::{AggregateMessage, SensorWindow, SensorWindowRef, WindowsMessageRef};
@@ -45,8 +46,8 @@ fn write_json(message: &impl serde::Serialize, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends a windows record: closed windows of one key from input partition `source`.
-pub fn encode_windows(source: &str, windows: &[SensorWindowRef<'_>], out: &mut Vec<u8>) {
+/// `AggregateFormat::Protobuf`'s windows record.
+fn encode_windows(source: &str, windows: &[SensorWindowRef<'_>], out: &mut Vec<u8>) {
     put_string(out, 1, source);
     let mut window = Vec::with_capacity(128);
     for w in windows {
@@ -56,8 +57,8 @@ pub fn encode_windows(source: &str, windows: &[SensorWindowRef<'_>], out: &mut V
     }
 }
 
-/// Appends a watermark record.
-pub fn encode_watermark(source: &str, kind: Kind, watermark_ms: i64, out: &mut Vec<u8>) {
+/// `AggregateFormat::Protobuf`'s watermark record.
+fn encode_watermark(source: &str, kind: Kind, watermark_ms: i64, out: &mut Vec<u8>) {
     put_string(out, 1, source);
     let mut mark = Vec::with_capacity(16);
     put_string(&mut mark, 1, kind.as_str());
@@ -91,16 +92,15 @@ fn encode_window(w: &SensorWindowRef<'_>, out: &mut Vec<u8>) {
         put_double(out, 10, max);
     }
     if let Some(status) = w.last_status {
-        put_key(out, 11, 2);
-        put_varint(out, status.len() as u64);
-        out.extend_from_slice(status.as_bytes());
+        // `optional`: written even when empty, unlike `put_string`.
+        put_message(out, 11, status.as_bytes());
     }
     if let Some(utilisation) = w.utilisation {
         put_double(out, 12, utilisation);
     }
     if w.flat {
-        put_key(out, 13, 0);
-        put_varint(out, 1);
+        encode_key(13, WireType::Varint, out);
+        encode_varint(1, out);
     }
 }
 
@@ -178,18 +178,6 @@ fn kind_of(text: &str) -> Result<Kind, WireError> {
     Kind::parse(text).ok_or(WireError("an unknown kind"))
 }
 
-fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u8) {
-    put_varint(out, u64::from(field << 3 | u32::from(wire_type)));
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 fn put_string(out: &mut Vec<u8>, field: u32, text: &str) {
     if !text.is_empty() {
         put_message(out, field, text.as_bytes());
@@ -198,20 +186,20 @@ fn put_string(out: &mut Vec<u8>, field: u32, text: &str) {
 
 /// A length-delimited field: an embedded message or a string's bytes.
 fn put_message(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_key(out, field, 2);
-    put_varint(out, bytes.len() as u64);
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
 fn put_int64(out: &mut Vec<u8>, field: u32, value: i64) {
     if value != 0 {
-        put_key(out, field, 0);
-        put_varint(out, value as u64);
+        encode_key(field, WireType::Varint, out);
+        encode_varint(value as u64, out);
     }
 }
 
 fn put_double(out: &mut Vec<u8>, field: u32, value: f64) {
-    put_key(out, field, 1);
+    encode_key(field, WireType::SixtyFourBit, out);
     out.extend_from_slice(&value.to_le_bytes());
 }
 

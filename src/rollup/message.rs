@@ -328,7 +328,7 @@ mod tests {
         };
         let windows = [SensorWindowRef::of(&result), SensorWindowRef::of(&result)];
         let mut bytes = Vec::new();
-        crate::rollup::encoding::encode_windows("city.pm25/0", &windows, &mut bytes);
+        crate::rollup::encoding::AggregateFormat::Protobuf.write_windows("city.pm25/0", &windows, &mut bytes);
         let owned = AggregateMessage::Windows { source: "city.pm25/0".into(), windows: vec![SensorWindow::from(&result); 2] };
         assert_eq!(crate::rollup::encoding::decode(&bytes), Ok(owned));
     }
