@@ -1,10 +1,10 @@
 //! A fast reader for the shape almost every vendor record has: one flat JSON object whose
 //! values are strings without escapes, plain numbers (no exponent, at most 19 digits),
 //! `true`, `false` or `null`. For anything else (escapes, nested values, exponents, long
-//! numbers, malformed text) it answers `None`, "not sure", and the caller parses with
-//! serde_json, which then owns every error message. Where it answers, it answers exactly
-//! as serde_json (with `float_roundtrip`) does; a property test in `decode::json` holds
-//! the two to that.
+//! numbers, malformed text or UTF-8) it answers `None`, "not sure", and the caller parses
+//! with serde_json, which then owns every error message. Where it answers, it answers
+//! exactly as serde_json (with `float_roundtrip`) does; a property test in `decode::json`
+//! holds the two to that.
 
 /// A number as serde_json's parser classifies it before any visitor sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,21 +25,63 @@ impl Number {
     }
 }
 
+/// A number checked against the grammar this reader takes, not yet converted: a member
+/// that is only type-checked (a coordinate nobody reads) costs no conversion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NumberText<'a> {
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`, at most 19 digits.
+    text: &'a str,
+    /// The digits without the point, as one integer (exact: at most 19 digits).
+    digits: u64,
+    fraction_digits: usize,
+    negative: bool,
+}
+
+impl NumberText<'_> {
+    /// The number as serde_json classifies and converts it. A decimal is correctly rounded,
+    /// as serde_json does with its `float_roundtrip` feature (on in Cargo.toml).
+    pub fn value(self) -> Number {
+        let NumberText { text, digits, fraction_digits, negative } = self;
+        if fraction_digits > 0 && digits < 1 << 53 {
+            // Both operands exact, so the one division is correctly rounded (vendors' usual
+            // few decimals).
+            let magnitude = digits as f64 / POW10[fraction_digits];
+            Number::F64(if negative { -magnitude } else { magnitude })
+        } else if fraction_digits > 0 {
+            // Correctly rounded too (so the shortest text a double prints as reads back as
+            // that double). The text is a valid decimal, so the parse cannot fail.
+            Number::F64(text.parse().unwrap_or(f64::NAN))
+        } else if !negative {
+            Number::U64(digits)
+        } else {
+            // serde_json: a float on `-0` or below i64::MIN.
+            let negated = (digits as i64).wrapping_neg();
+            if negated >= 0 {
+                Number::F64(-(digits as f64))
+            } else {
+                Number::I64(negated)
+            }
+        }
+    }
+}
+
 /// One member's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
     Str(&'a str),
-    Number(Number),
+    Number(NumberText<'a>),
     Bool(bool),
     Null,
 }
 
-/// Calls `each` with every member of the object `text`, in order. `None` when `text` is not
-/// an object of the simple shape, or when `each` says `None` (a value it cannot take
-/// without serde_json's verdict: a duplicate field, a wrong type).
+/// Calls `each` with every member of the object `bytes`, in order. `None` when `bytes` is
+/// not an object of the simple shape (or not UTF-8), or when `each` says `None` (a value
+/// it cannot take without serde_json's verdict: a duplicate field, a wrong type).
+///
+/// No separate UTF-8 pass: every byte outside a string must be one of JSON's ASCII
+/// structural bytes, and a string with a byte above 0x7F is checked on its own.
 #[inline]
-pub fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
-    let bytes = text.as_bytes();
+pub fn members<'a>(bytes: &'a [u8], mut each: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
     let mut at = skip_whitespace(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
         return None;
@@ -49,13 +91,13 @@ pub fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, Value<'a>) -> Op
         if bytes.get(at) != Some(&b'"') {
             return None;
         }
-        let (key, after_key) = string(text, at + 1)?;
+        let (key, after_key) = string(bytes, at + 1)?;
         at = skip_whitespace(bytes, after_key);
         if bytes.get(at) != Some(&b':') {
             return None;
         }
         at = skip_whitespace(bytes, at + 1);
-        let (value, after_value) = value(text, at)?;
+        let (value, after_value) = value(bytes, at)?;
         each(key, value)?;
         at = skip_whitespace(bytes, after_value);
         match bytes.get(at) {
@@ -78,11 +120,9 @@ fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
 
 /// The string whose text starts at `start` (after its opening quote), and where the
 /// closing quote ends. `None` for escapes and control characters, which serde_json
-/// unescapes or refuses. Multi-byte UTF-8 never contains a byte below 0x80, so a quote
-/// found here is always a character boundary.
+/// unescapes or refuses, and for text that is not UTF-8.
 #[inline(always)]
-fn string(text: &str, start: usize) -> Option<(&str, usize)> {
-    let bytes = text.as_bytes();
+fn string(bytes: &[u8], start: usize) -> Option<(&str, usize)> {
     let mut at = start;
     // Eight bytes at a time, then byte by byte.
     while let Some(word) = bytes.get(at..at + 8) {
@@ -90,32 +130,48 @@ fn string(text: &str, start: usize) -> Option<(&str, usize)> {
         let stops = stop_bytes(word);
         if stops != 0 {
             at += (stops.trailing_zeros() / 8) as usize;
-            return close_string(text, start, at);
+            return close_string(bytes, start, at);
         }
         at += 8;
     }
     while !is_stop_byte(*bytes.get(at)?) {
         at += 1;
     }
-    close_string(text, start, at)
+    close_string(bytes, start, at)
 }
 
 #[inline(always)]
-fn close_string(text: &str, start: usize, stop: usize) -> Option<(&str, usize)> {
-    let bytes = text.as_bytes();
-    if bytes[stop] != b'"' {
-        return None;
+fn close_string(bytes: &[u8], start: usize, stop: usize) -> Option<(&str, usize)> {
+    match bytes[stop] {
+        b'"' => {
+            // SAFETY: every byte from `start` to `stop` is ASCII (below the first stop byte,
+            // and not one: stop bytes include every byte above 0x7F).
+            Some((unsafe { std::str::from_utf8_unchecked(&bytes[start..stop]) }, stop + 1))
+        }
+        0x80.. => non_ascii_string(bytes, start, stop),
+        _ => None,
     }
-    let inside = &bytes[start..stop];
-    // SAFETY: `inside` lies between two ASCII quotes of a `str`, which are character
-    // boundaries, so it is UTF-8 (`str::get` would check both ends again, per string).
-    Some((unsafe { std::str::from_utf8_unchecked(inside) }, stop + 1))
 }
 
-/// A quote, a backslash or a control character: where a simple string stops.
+/// The rest of a string with a byte above 0x7F at `from` (area names in Chinese): found
+/// byte by byte, then checked as UTF-8. A quote is never part of a multi-byte character.
+#[cold]
+fn non_ascii_string(bytes: &[u8], start: usize, mut from: usize) -> Option<(&str, usize)> {
+    while let Some(&b) = bytes.get(from) {
+        match b {
+            b'"' => return Some((std::str::from_utf8(&bytes[start..from]).ok()?, from + 1)),
+            b'\\' | 0..0x20 => return None,
+            _ => from += 1,
+        }
+    }
+    None
+}
+
+/// A quote, a backslash, a control character or a byte above 0x7F: where a simple ASCII
+/// string stops.
 #[inline(always)]
 fn is_stop_byte(b: u8) -> bool {
-    b == b'"' || b == b'\\' || b < 0x20
+    b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b)
 }
 
 /// The high bit of the first byte of `word` (little endian) that `is_stop_byte`; bits
@@ -124,16 +180,16 @@ fn is_stop_byte(b: u8) -> bool {
 fn stop_bytes(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // `below` ignores bytes with their high bit set (`& !x`); those are stops themselves.
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
-    below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1) | below(word, 0x20)
+    below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1) | below(word, 0x20) | (word & HIGHS)
 }
 
 #[inline(always)]
-fn value(text: &str, at: usize) -> Option<(Value<'_>, usize)> {
-    let bytes = text.as_bytes();
+fn value(bytes: &[u8], at: usize) -> Option<(Value<'_>, usize)> {
     let literal = |word: &[u8], value: Value<'static>| bytes[at..].starts_with(word).then_some((value, at + word.len()));
     match *bytes.get(at)? {
-        b'"' => string(text, at + 1).map(|(s, end)| (Value::Str(s), end)),
+        b'"' => string(bytes, at + 1).map(|(s, end)| (Value::Str(s), end)),
         b'-' | b'0'..=b'9' => number(bytes, at).map(|(n, end)| (Value::Number(n), end)),
         b't' => literal(b"true", Value::Bool(true)),
         b'f' => literal(b"false", Value::Bool(false)),
@@ -146,10 +202,9 @@ fn value(text: &str, at: usize) -> Option<(Value<'_>, usize)> {
 const POW10: [f64; 20] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19];
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?` of at most 19 digits; exponents and longer numbers go
-/// to serde_json. A decimal is parsed correctly rounded, as serde_json does with its
-/// `float_roundtrip` feature (on in Cargo.toml).
+/// to serde_json.
 #[inline(always)]
-fn number(bytes: &[u8], start: usize) -> Option<(Number, usize)> {
+fn number(bytes: &[u8], start: usize) -> Option<(NumberText<'_>, usize)> {
     let negative = bytes[start] == b'-';
     let integer_start = start + usize::from(negative);
     let (mut digits, mut at) = decimal_digits(bytes, integer_start, 0);
@@ -169,29 +224,9 @@ fn number(bytes: &[u8], start: usize) -> Option<(Number, usize)> {
     if integer_digits + fraction_digits > 19 || matches!(bytes.get(at), Some(b'e' | b'E')) {
         return None;
     }
-    let number = if fraction_digits > 0 && digits < 1 << 53 {
-        // Both operands exact, so the one division is correctly rounded (vendors' usual
-        // few decimals).
-        let magnitude = digits as f64 / POW10[fraction_digits];
-        Number::F64(if negative { -magnitude } else { magnitude })
-    } else if fraction_digits > 0 {
-        // Correctly rounded too, as serde_json with `float_roundtrip` (so the shortest text a
-        // double prints as reads back as that double).
-        let text = &bytes[start..at];
-        // SAFETY: `text` is ASCII: a sign, digits and a point, all checked above.
-        Number::F64(unsafe { std::str::from_utf8_unchecked(text) }.parse().ok()?)
-    } else if !negative {
-        Number::U64(digits)
-    } else {
-        // serde_json: a float on `-0` or below i64::MIN.
-        let negated = (digits as i64).wrapping_neg();
-        if negated >= 0 {
-            Number::F64(-(digits as f64))
-        } else {
-            Number::I64(negated)
-        }
-    };
-    Some((number, at))
+    // SAFETY: `bytes[start..at]` is ASCII: a sign, digits and a point, all checked above.
+    let text = unsafe { std::str::from_utf8_unchecked(&bytes[start..at]) };
+    Some((NumberText { text, digits, fraction_digits, negative }, at))
 }
 
 /// Appends the decimal digits from `at` to `digits` (wrapping past 19 digits; the caller
@@ -243,10 +278,27 @@ pub fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
 mod tests {
     use super::*;
 
-    fn all(text: &str) -> Option<Vec<(&str, Value<'_>)>> {
+    /// A member's value with its number converted, to compare.
+    #[derive(Debug, PartialEq)]
+    enum Converted<'a> {
+        Str(&'a str),
+        Number(Number),
+        Bool(bool),
+        Null,
+    }
+
+    fn all(text: &str) -> Option<Vec<(&str, Converted<'_>)>> {
         let mut out = Vec::new();
-        members(text, |k, v| {
-            out.push((k, v));
+        members(text.as_bytes(), |k, v| {
+            out.push((
+                k,
+                match v {
+                    Value::Str(s) => Converted::Str(s),
+                    Value::Number(n) => Converted::Number(n.value()),
+                    Value::Bool(b) => Converted::Bool(b),
+                    Value::Null => Converted::Null,
+                },
+            ));
             Some(())
         })?;
         Some(out)
@@ -258,14 +310,26 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("a", Value::Str("x y")),
-                ("b", Value::Number(Number::I64(-12))),
-                ("c", Value::Number(Number::F64(0.25))),
-                ("d", Value::Bool(true)),
-                ("e", Value::Null),
-                ("f", Value::Bool(false)),
+                ("a", Converted::Str("x y")),
+                ("b", Converted::Number(Number::I64(-12))),
+                ("c", Converted::Number(Number::F64(0.25))),
+                ("d", Converted::Bool(true)),
+                ("e", Converted::Null),
+                ("f", Converted::Bool(false)),
             ]
         );
+    }
+
+    #[test]
+    fn strings_beyond_ascii_are_read_when_they_are_utf8() {
+        let got = all("{\"street\":\"海淀区中关村街道\",\"b\":\"µ\"}").unwrap();
+        assert_eq!(got, [("street", Converted::Str("海淀区中关村街道")), ("b", Converted::Str("µ"))]);
+        // Not UTF-8, inside a string or outside: serde_json's verdict.
+        for bytes in
+            [&b"{\"a\":\"\xff\"}"[..], b"{\"a\":\"\xe6\xb5\"}", b"{\"a\":1}\xc2\xa0", b"{\"\xe6\xb5\xb7\":1,\"b\":\"\xed\xa0\x80\"}"]
+        {
+            assert_eq!(members(bytes, |_, _| Some(())), None, "{bytes:?}");
+        }
     }
 
     #[test]
@@ -298,7 +362,17 @@ mod tests {
             let expected = text.bytes().all(|b| b.is_ascii_digit()).then(|| text.parse::<u64>().unwrap());
             assert_eq!(eight_digits(word), expected, "{text}");
         }
-        for text in ["abcdefgh", "abc\"efgh", "\\bcdefgh", "abcdefg\u{1f}", "a\"\\\"\\\"\\\"", "µ海淀ab"] {
+        for text in [
+            "abcdefgh",
+            "abc\"efgh",
+            "\\bcdefgh",
+            "abcdefg\u{1f}",
+            "a\"\\\"\\\"\\\"",
+            "µ海淀ab",
+            "abcdefé",
+            "ab\u{7f}cdefg",
+            "ab\u{1f}海淀",
+        ] {
             let word = u64::from_le_bytes(text.as_bytes()[..8].try_into().unwrap());
             let first = text.bytes().position(is_stop_byte).map(|i| i as u32);
             let found = Some(stop_bytes(word)).filter(|&m| m != 0).map(|m| m.trailing_zeros() / 8);
@@ -326,13 +400,13 @@ mod tests {
             "-12345678901234567",
         ] {
             let object = format!("{{\"n\":{text}}}");
-            let ours = all(&object).map(|m| m[0].1);
+            let ours = all(&object).map(|mut m| m.remove(0).1);
             let theirs = match serde_json::from_str::<serde_json::Number>(text).unwrap() {
                 n if n.is_u64() => Number::U64(n.as_u64().unwrap()),
                 n if n.is_i64() => Number::I64(n.as_i64().unwrap()),
                 n => Number::F64(n.as_f64().unwrap()),
             };
-            if let Some(Value::Number(ours)) = ours {
+            if let Some(Converted::Number(ours)) = ours {
                 assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{text}");
             } else {
                 assert!(text.bytes().filter(u8::is_ascii_digit).count() > 19, "{text} should be read: {ours:?}");

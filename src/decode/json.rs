@@ -31,7 +31,10 @@ struct JsonReading<'a> {
     street: Cow<'a, str>,
     #[serde(default, borrow)]
     district: Cow<'a, str>,
+    // Type-checked only (see `RawRecord`).
+    #[allow(dead_code)]
     lat: Option<f64>,
+    #[allow(dead_code)]
     lon: Option<f64>,
     #[serde(default, borrow)]
     vendor: Cow<'a, str>,
@@ -56,7 +59,10 @@ struct JsonPileStatus<'a> {
     street: Cow<'a, str>,
     #[serde(default, borrow)]
     district: Cow<'a, str>,
+    // Type-checked only (see `RawRecord`).
+    #[allow(dead_code)]
     lat: Option<f64>,
+    #[allow(dead_code)]
     lon: Option<f64>,
     #[serde(default, borrow)]
     vendor: Cow<'a, str>,
@@ -65,7 +71,7 @@ struct JsonPileStatus<'a> {
 
 /// Decodes a pm25/dust/water reading.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-    match super::utf8(bytes).and_then(flat_reading) {
+    match flat_reading(bytes) {
         Some(raw) => Ok(raw),
         None => serde_reading(bytes),
     }
@@ -80,8 +86,6 @@ fn serde_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
         ts_ms: json.ts.0,
         body: RawBody::Level { value: json.value.0, unit: json.unit },
         area: AreaRef { grid: json.grid, street: json.street, district: json.district },
-        lat: json.lat,
-        lon: json.lon,
         vendor: json.vendor,
         seq: json.seq,
     })
@@ -89,7 +93,7 @@ fn serde_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
 
 /// Decodes a charging-pile status or heartbeat.
 pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-    match super::utf8(bytes).and_then(flat_pile_status) {
+    match flat_pile_status(bytes) {
         Some(raw) => Ok(raw),
         None => serde_pile_status(bytes),
     }
@@ -109,18 +113,16 @@ fn serde_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
             power_kw: json.power_kw.map(|n| n.0),
         },
         area: AreaRef { grid: json.grid, street: json.street, district: json.district },
-        lat: json.lat,
-        lon: json.lon,
         vendor: json.vendor,
         seq: json.seq,
     })
 }
 
 /// `JsonReading` through `flat_json`: the same fields, defaults and duplicate rule.
-fn flat_reading(text: &str) -> Option<RawRecord<'_>> {
+fn flat_reading(bytes: &[u8]) -> Option<RawRecord<'_>> {
     let (mut id, mut kind, mut ts, mut value, mut unit) = (None, None, None, None, None);
     let mut shared = SharedMembers::default();
-    flat_json::members(text, |key, member| match key {
+    flat_json::members(bytes, |key, member| match key {
         "sensor_id" => once(&mut id, text_of(member)),
         "kind" => once(&mut kind, optional(member, text_of)),
         "ts" => once(&mut ts, timestamp_of(member)),
@@ -132,10 +134,10 @@ fn flat_reading(text: &str) -> Option<RawRecord<'_>> {
 }
 
 /// `JsonPileStatus` through `flat_json`.
-fn flat_pile_status(text: &str) -> Option<RawRecord<'_>> {
+fn flat_pile_status(bytes: &[u8]) -> Option<RawRecord<'_>> {
     let (mut id, mut connector, mut ts, mut status, mut error_code, mut power_kw) = (None, None, None, None, None, None);
     let mut shared = SharedMembers::default();
-    flat_json::members(text, |key, member| match key {
+    flat_json::members(bytes, |key, member| match key {
         "pile_id" => once(&mut id, text_of(member)),
         "connector" => once(&mut connector, u64_of(member).and_then(|c| u32::try_from(c).ok())),
         "ts" => once(&mut ts, timestamp_of(member)),
@@ -160,8 +162,9 @@ struct SharedMembers<'a> {
     grid: Option<&'a str>,
     street: Option<&'a str>,
     district: Option<&'a str>,
-    lat: Option<Option<f64>>,
-    lon: Option<Option<f64>>,
+    /// Type-checked only (see `RawRecord`).
+    lat: Option<Option<()>>,
+    lon: Option<Option<()>>,
     vendor: Option<&'a str>,
     seq: Option<Option<u64>>,
 }
@@ -173,8 +176,8 @@ impl<'a> SharedMembers<'a> {
             "grid" => once(&mut self.grid, text_of(member)),
             "street" => once(&mut self.street, text_of(member)),
             "district" => once(&mut self.district, text_of(member)),
-            "lat" => once(&mut self.lat, optional(member, f64_of)),
-            "lon" => once(&mut self.lon, optional(member, f64_of)),
+            "lat" => once(&mut self.lat, optional(member, number_of)),
+            "lon" => once(&mut self.lon, optional(member, number_of)),
             "vendor" => once(&mut self.vendor, text_of(member)),
             "seq" => once(&mut self.seq, optional(member, u64_of)),
             _ => Some(()),
@@ -188,8 +191,6 @@ impl<'a> SharedMembers<'a> {
             ts_ms,
             body,
             area: AreaRef::new(self.grid.unwrap_or_default(), self.street.unwrap_or_default(), self.district.unwrap_or_default()),
-            lat: self.lat.flatten(),
-            lon: self.lon.flatten(),
             vendor: Cow::Borrowed(self.vendor.unwrap_or_default()),
             seq: self.seq.flatten(),
         }
@@ -211,18 +212,18 @@ fn text_of(member: Value<'_>) -> Option<&str> {
     }
 }
 
-/// serde's `f64`: any number.
-fn f64_of(member: Value<'_>) -> Option<f64> {
-    match member {
-        Value::Number(n) => Some(n.as_f64()),
-        _ => None,
-    }
+/// serde's `f64`, type-checked only: any number (none this reader takes is out of range).
+fn number_of(member: Value<'_>) -> Option<()> {
+    matches!(member, Value::Number(_)).then_some(())
 }
 
 /// serde's `u64`/`u32`: a non-negative integer (a negative one is out of range).
 fn u64_of(member: Value<'_>) -> Option<u64> {
     match member {
-        Value::Number(JsonNumber::U64(v)) => Some(v),
+        Value::Number(n) => match n.value() {
+            JsonNumber::U64(v) => Some(v),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -230,7 +231,7 @@ fn u64_of(member: Value<'_>) -> Option<u64> {
 /// `Number`'s visitor.
 fn measured_of(member: Value<'_>) -> Option<f64> {
     match member {
-        Value::Number(n) => Some(n.as_f64()),
+        Value::Number(n) => Some(n.value().as_f64()),
         Value::Str(text) => non_finite(text),
         _ => None,
     }
@@ -239,8 +240,11 @@ fn measured_of(member: Value<'_>) -> Option<f64> {
 /// `Timestamp`'s visitor.
 fn timestamp_of(member: Value<'_>) -> Option<i64> {
     match member {
-        Value::Number(JsonNumber::U64(v)) => i64::try_from(v).ok(),
-        Value::Number(JsonNumber::I64(v)) => Some(v),
+        Value::Number(n) => match n.value() {
+            JsonNumber::U64(v) => i64::try_from(v).ok(),
+            JsonNumber::I64(v) => Some(v),
+            JsonNumber::F64(_) => None,
+        },
         Value::Str(text) => rfc3339_ms(text).ok(),
         _ => None,
     }
@@ -441,7 +445,6 @@ mod tests {
         assert_eq!(raw.body, RawBody::Level { value: 41.5, unit: "ug/m3".into() });
         assert_eq!(raw.area.street, "hd-zhongguancun");
         assert_eq!(raw.seq, Some(1234));
-        assert_eq!(raw.lat, Some(39.98));
     }
 
     #[test]
@@ -596,12 +599,15 @@ mod tests {
         let (mut fast, mut total) = (0, 0);
         for _ in 0..40_000 {
             let pile = rng.gen_bool(0.3);
-            let text = random_record(&mut rng, if pile { &PILE } else { &READING });
-            let (ours, theirs) = if pile {
-                (flat_pile_status(&text), serde_pile_status(text.as_bytes()))
-            } else {
-                (flat_reading(&text), serde_reading(text.as_bytes()))
-            };
+            let mut bytes = random_record(&mut rng, if pile { &PILE } else { &READING }).into_bytes();
+            if rng.gen_ratio(1, 30) {
+                // A byte that breaks (or extends) UTF-8, inside a string or outside.
+                let at = rng.gen_range(0..=bytes.len());
+                bytes.insert(at, rng.gen_range(0x80..=0xff));
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let (ours, theirs) =
+                if pile { (flat_pile_status(&bytes), serde_pile_status(&bytes)) } else { (flat_reading(&bytes), serde_reading(&bytes)) };
             total += 1;
             if let Some(ours) = ours {
                 fast += 1;
@@ -611,8 +617,8 @@ mod tests {
                 assert!(matches!(ours.id, Cow::Borrowed(_)));
             }
             // Whichever path answers, the public decoder answers as serde_json does.
-            let public = if pile { decode_pile_status(text.as_bytes()) } else { decode_reading(text.as_bytes()) };
-            let reference = if pile { serde_pile_status(text.as_bytes()) } else { serde_reading(text.as_bytes()) };
+            let public = if pile { decode_pile_status(&bytes) } else { decode_reading(&bytes) };
+            let reference = if pile { serde_pile_status(&bytes) } else { serde_reading(&bytes) };
             assert_eq!(format!("{public:?}"), format!("{reference:?}"), "{text}");
         }
         // Enough of both kinds that the comparison means something.
@@ -631,10 +637,10 @@ mod tests {
         let piles: Vec<String> = records.iter().map(text).filter(|t| t.contains("pile_id")).collect();
         assert!(!readings.is_empty() && !piles.is_empty());
         for t in &readings {
-            assert!(flat_reading(t).is_some(), "{t}");
+            assert!(flat_reading(t.as_bytes()).is_some(), "{t}");
         }
         for t in &piles {
-            assert!(flat_pile_status(t).is_some(), "{t}");
+            assert!(flat_pile_status(t.as_bytes()).is_some(), "{t}");
         }
     }
 

@@ -10,7 +10,7 @@ use crate::model::AreaRef;
 /// `citysense.v1.Reading` (proto/citysense/v1/reading.proto), field by field.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let (mut id, mut kind, mut unit, mut vendor) = ("", "", "", "");
-    let (mut ts_ms, mut value, mut lat, mut lon, mut seq) = (0i64, 0.0f64, None, None, None);
+    let (mut ts_ms, mut value, mut seq) = (0i64, 0.0f64, None);
     let mut area = [""; 3];
     let mut fields = Reader::new(bytes);
     (|| {
@@ -22,8 +22,8 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
                 4 => value = fields.double(key)?,
                 5 => unit = fields.string(key)?,
                 6..=8 => area[(key.0 - 6) as usize] = fields.string(key)?,
-                9 => lat = Some(fields.double(key)?),
-                10 => lon = Some(fields.double(key)?),
+                // lat, lon: checked (a wrong wire type is undecodable, as for prost), not kept.
+                9 | 10 => _ = fields.double(key)?,
                 11 => vendor = fields.string(key)?,
                 12 => seq = Some(fields.varint(key)?),
                 _ => fields.skip(key)?,
@@ -41,8 +41,6 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
         ts_ms,
         body: RawBody::Level { value, unit: unit.into() },
         area: AreaRef::new(area[0], area[1], area[2]),
-        lat,
-        lon,
         vendor: vendor.into(),
         seq,
     })
@@ -82,8 +80,6 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
         ts_ms,
         body: RawBody::Pile { connector, status: status.into(), error_code: error_code.into(), power_kw },
         area: AreaRef::new(area[0], area[1], area[2]),
-        lat: None,
-        lon: None,
         vendor: vendor.into(),
         seq,
     })
@@ -155,8 +151,6 @@ mod tests {
             ts_ms: msg.ts_ms,
             body: RawBody::Level { value: msg.value, unit: msg.unit.into() },
             area: AreaRef { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
-            lat: msg.lat,
-            lon: msg.lon,
             vendor: msg.vendor.into(),
             seq: msg.seq,
         })
@@ -178,8 +172,6 @@ mod tests {
                 power_kw: msg.power_kw,
             },
             area: AreaRef { grid: msg.grid.into(), street: msg.street.into(), district: msg.district.into() },
-            lat: None,
-            lon: None,
             vendor: msg.vendor.into(),
             seq: msg.seq,
         })

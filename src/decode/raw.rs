@@ -1,7 +1,9 @@
 //! The format-neutral record both decoders produce: fields as the vendor sent them,
 //! before unit normalisation and validation. JSON and protobuf meet here, which is why
 //! they give identical results. Text borrows the record's bytes (JSON with escapes is the
-//! exception), so decoding copies no names.
+//! exception), so decoding copies no names. A record's `lat`/`lon` are type-checked by
+//! both decoders but not kept: a sensor's location is the registry's (SPEC §1), and
+//! nothing downstream reads the record's.
 
 use std::borrow::Cow;
 
@@ -23,8 +25,6 @@ pub struct RawRecord<'a> {
     pub ts_ms: i64,
     pub body: RawBody<'a>,
     pub area: AreaRef<'a>,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
     pub vendor: Cow<'a, str>,
     pub seq: Option<u64>,
 }

@@ -151,8 +151,6 @@ mod tests {
             ts_ms: NOW - 1000,
             body: RawBody::Level { value, unit: unit.into() },
             area: AreaRef::new("g", "s", "d"),
-            lat: None,
-            lon: None,
             vendor: "acme".into(),
             seq: None,
         }
