@@ -82,31 +82,32 @@ pub enum Value<'a> {
 /// structural bytes, and a string with a byte above 0x7F is checked on its own.
 #[inline]
 pub fn members<'a>(bytes: &'a [u8], mut each: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
-    let mut at = skip_whitespace(bytes, 0);
-    if bytes.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_whitespace(bytes, at + 1);
+    let mut at = past(bytes, 0, b'{')?;
     loop {
-        if bytes.get(at) != Some(&b'"') {
-            return None;
-        }
-        let (key, after_key) = string(bytes, at + 1)?;
-        at = skip_whitespace(bytes, after_key);
-        if bytes.get(at) != Some(&b':') {
-            return None;
-        }
-        at = skip_whitespace(bytes, at + 1);
-        let (value, after_value) = value(bytes, at)?;
+        at = past(bytes, at, b'"')?;
+        let (key, after_key) = string(bytes, at)?;
+        at = past(bytes, after_key, b':')?;
+        let (value, after_value) = value(bytes, skip_whitespace(bytes, at))?;
         each(key, value)?;
         at = skip_whitespace(bytes, after_value);
         match bytes.get(at) {
-            Some(b',') => at = skip_whitespace(bytes, at + 1),
+            Some(b',') => at += 1,
             Some(b'}') => break,
             _ => return None,
         }
     }
     (skip_whitespace(bytes, at + 1) == bytes.len()).then_some(())
+}
+
+/// Where `byte` ends, when it is the next byte after any whitespace (compact JSON has
+/// none, so the first comparison usually answers).
+#[inline(always)]
+fn past(bytes: &[u8], at: usize, byte: u8) -> Option<usize> {
+    if bytes.get(at) == Some(&byte) {
+        return Some(at + 1);
+    }
+    let at = skip_whitespace(bytes, at);
+    (bytes.get(at) == Some(&byte)).then_some(at + 1)
 }
 
 /// JSON's four whitespace bytes.
