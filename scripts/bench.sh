@@ -6,7 +6,10 @@
 #       limit of this broker and client on this machine: examples/raw_consume.rs), and
 #   (b) citysense's end-to-end rate, first record consumed → last window acknowledged by
 #       VictoriaMetrics (examples/pipeline_bench.rs),
-# and prints min/median/max of each and the ratio (b)/(a); then
+# and prints min/median/max of each and the ratio (b)/(a);
+#   (b') with BENCH_DISCARD=1, the same as (b) on the same topics with the store replaced by one
+#       that acknowledges every write and keeps nothing (examples/discard_store.rs): citysense's
+#       rate without VictoriaMetrics' ingestion on the same two cores; then
 #   (c) the alert latency at a steady input rate: closing record produced → alert event read
 #       from the alerts topic, p50/p99/max (examples/alert_latency.rs), each run on a fresh broker.
 # Results go to target/bench/results.md; copy them into BENCHMARKS.md.
@@ -14,6 +17,7 @@
 #   BENCH_WARMUP (1: an unrecorded run 0 first)  BENCH_ALERT_RATE (50000 readings/s)  BENCH_ALERT_SECONDS (150)  BENCH_ALERT_RUNS (BENCH_RUNS; 0 skips (c))
 #   CITYSENSE_SECTION__FIELD overrides reach the pipeline (e.g. CITYSENSE_PIPELINE__CHECKPOINT_INTERVAL=1h).
 #   BENCH_PERF=1 records a perf profile of each citysense run under target/bench/.
+#   BENCH_DISCARD=1 adds run (b') to every run.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
@@ -28,8 +32,17 @@ RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
 
 log "Building release binaries"
-cargo build --release --locked --quiet --bin citysense --example raw_consume --example pipeline_bench --example alert_latency
+cargo build --release --locked --quiet --bin citysense --example raw_consume --example pipeline_bench --example alert_latency \
+    --example discard_store
 BIN="$ROOT/target/release"
+
+if [ "${BENCH_DISCARD:-0}" = 1 ]; then
+    DISCARD_PORT="$(free_port)"
+    "$BIN/examples/discard_store" "$DISCARD_PORT" >>"$OUT/discard-store.log" 2>&1 &
+    PIDS+=("$!")
+    wait_for discard_store 30 port_open "$DISCARD_PORT"
+    DISCARD_URL="http://127.0.0.1:$DISCARD_PORT"
+fi
 
 # CPU seconds (user + system) used so far by tansu and VictoriaMetrics, services.sh's first
 # two processes, from /proc/PID/stat in ticks of 1/100 s.
@@ -83,8 +96,20 @@ for format in ${BENCH_FORMATS:-json protobuf}; do
         log "[$format $run/$RUNS] citysense: $e2e"
         # Where the machine's two cores went meanwhile: citysense's own CPU is in its line.
         log "[$format $run/$RUNS] CPU seconds during citysense's run: $(services_cpu_since "$services_cpu_before")"
+        discard=null
+        if [ "${BENCH_DISCARD:-0}" = 1 ]; then
+            # Same input topics; checkpoints and aggregates of its own, so that nothing of
+            # the run above is restored or rolled up again.
+            create_topic "$prefix.checkpoints-discard" 1
+            create_topic "$prefix.aggregates-discard" 4
+            services_cpu_before="$(services_cpu)"
+            discard="$(CITYSENSE_TOPICS__CHECKPOINTS="$prefix.checkpoints-discard" CITYSENSE_ROLLUP__TOPIC="$prefix.aggregates-discard" \
+                "$BIN/examples/pipeline_bench" "$CITYSENSE_TEST_KAFKA" "$prefix" "$RECORDS" "$DISCARD_URL" 2>>"$OUT/pipeline.log")"
+            log "[$format $run/$RUNS] citysense, discarding store: $discard (store received $(curl -s "$DISCARD_URL/stats"))"
+            log "[$format $run/$RUNS] CPU seconds during that run: $(services_cpu_since "$services_cpu_before")"
+        fi
         [ "$run" = 0 ] && continue
-        printf '{"format":"%s","run":%s,"raw":%s,"citysense":%s}\n' "$format" "$run" "$raw" "$e2e" >>"$RESULTS"
+        printf '{"format":"%s","run":%s,"raw":%s,"citysense":%s,"discard":%s}\n' "$format" "$run" "$raw" "$e2e" "$discard" >>"$RESULTS"
     done
 done
 
@@ -121,6 +146,18 @@ for fmt in ("json", "protobuf"):
     ratio = statistics.median(r["citysense"]["per_second"] / r["raw"]["per_second"] for r in rs)
     f = lambda v: f"{min(v):,.0f} / {statistics.median(v):,.0f} / {max(v):,.0f}"
     print(f"| {fmt} | {f(raw)} | {f(e2e)} | {ratio:.2f} |")
+discarded = [r for r in rows if r.get("discard")]
+if discarded:
+    print("\nThe same topics, the store replaced by one that keeps nothing (BENCH_DISCARD=1):\n")
+    print("| format | citysense end to end, store discarding (rec/s) min / median / max | ratio to raw (median of per-run ratios) |")
+    print("|---|---|---|")
+    for fmt in ("json", "protobuf"):
+        rs = [r for r in discarded if r["format"] == fmt]
+        if not rs:
+            continue
+        d = sorted(r["discard"]["per_second"] for r in rs)
+        ratio = statistics.median(r["discard"]["per_second"] / r["raw"]["per_second"] for r in rs)
+        print(f"| {fmt} | {min(d):,.0f} / {statistics.median(d):,.0f} / {max(d):,.0f} | {ratio:.2f} |")
 latency = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
 if latency:
     print("\n| run | target rec/s | produced rec/s | alert events | p50 ms | p99 ms | max ms | handed to producer p50 / p99 ms |")
