@@ -83,7 +83,12 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         // every record: at 100 ms stage 1 read records ~200 ms after they were produced, at
         // 10 ms ~25 ms (alert latency bench, BENCHMARKS.md). Real Kafka answers as soon as
         // data is in, so this only bounds how long an idle consumer's fetch is held.
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", "10")
+        // Once a partition's local queue passes librdkafka's thresholds (queued.min.messages,
+        // queued.max.messages.kbytes), its next fetch waits this long; the default 1 s left
+        // a consumer reading a backlog idle for ~0.4 s of every ~1.4 s once it had drained
+        // its queue (a CPU timeline of the end-to-end bench, BENCHMARKS.md).
+        .set("fetch.queue.backoff.ms", "10");
     for (key, value) in settings.properties.iter().filter(|(key, _)| key != STATISTICS_INTERVAL) {
         config.set(key, value);
     }
