@@ -374,7 +374,8 @@ commit_interval = "200ms"
 
     // Offsets: committed past each partition's last record, the clock record, whose window
     // is still open: the commit is covered by a checkpoint that holds that open window.
-    let checkpoints = citysense::source::changelog::read_latest(&brokers, &format!("{run}.checkpoints")).unwrap();
+    let kafka = citysense::config::KafkaSettings { brokers: brokers.clone(), group_id: group.clone(), properties: Vec::new() };
+    let checkpoints = citysense::source::changelog::read_latest(&kafka, &format!("{run}.checkpoints")).unwrap();
     for kind in Kind::ALL {
         let committed = common::committed(&brokers, &group, &topics[&kind], PARTITIONS);
         for p in 0..PARTITIONS {

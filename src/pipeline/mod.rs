@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use self::core::{CoreSettings, Emitted, InputRecord, PartitionCheckpoint, Processor, SourcePartition};
 use self::offsets::OffsetTracker;
 use self::stats::PipelineStats;
-use crate::config::Settings;
+use crate::config::{KafkaSettings, Settings};
 use crate::decode::Format;
 use crate::registry::Registry;
 use crate::sink::aggregates::AggregatesSink;
@@ -126,9 +126,9 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
     // Alerts: one task per instance for both stages, and the state both engines restore.
     let (alerts_tx, alert_task, restored) = match &settings.alerts {
         Some(a) => {
-            let producer = AlertProducer::new(&settings.kafka.brokers, &a.topic, &a.changelog_topic, a.protobuf)
+            let producer = AlertProducer::new(&settings.kafka, &a.topic, &a.changelog_topic, a.protobuf)
                 .map_err(|source| PipelineError::Alerts { topic: a.topic.clone(), source })?;
-            let restored = restore_alert_states(&settings.kafka.brokers, &a.changelog_topic)
+            let restored = restore_alert_states(&settings.kafka, &a.changelog_topic)
                 .map_err(|source| PipelineError::Alerts { topic: a.changelog_topic.clone(), source })?;
             for state in &restored {
                 shared.alerts.restore(state);
@@ -201,8 +201,8 @@ struct SensorAlerts {
 }
 
 /// The last state of every alert in the changelog.
-fn restore_alert_states(brokers: &str, topic: &str) -> Result<Vec<crate::alert::AlertState>, rdkafka::error::KafkaError> {
-    let latest = crate::source::changelog::read_latest(brokers, topic)?;
+fn restore_alert_states(kafka: &KafkaSettings, topic: &str) -> Result<Vec<crate::alert::AlertState>, rdkafka::error::KafkaError> {
+    let latest = crate::source::changelog::read_latest(kafka, topic)?;
     let mut states: Vec<crate::alert::AlertState> = latest.values().filter_map(|v| serde_json::from_slice(v).ok()).collect();
     states.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
     Ok(states)
@@ -266,7 +266,7 @@ async fn run_sensor_stage(
     let mut reloading: Option<tokio::task::JoinHandle<Result<Vec<crate::alert::AlertState>, rdkafka::error::KafkaError>>> = None;
     let aggregates = match &settings.rollup {
         Some(rollup) => Some(
-            AggregatesSink::new(&settings.kafka.brokers, &settings.kafka.properties, &rollup.topic, rollup.format, offsets.clone())
+            AggregatesSink::new(&settings.kafka, &rollup.topic, rollup.format, offsets.clone())
                 .map_err(|source| PipelineError::Aggregates { topic: rollup.topic.clone(), source })?,
         ),
         None => None,
@@ -362,8 +362,8 @@ async fn run_sensor_stage(
                 // again (in the background) and take every state newer than ours.
                 if !assigned.is_empty() && std::mem::replace(&mut assigned_before, true) {
                     if let Some(a) = &settings.alerts {
-                        let (brokers, topic) = (settings.kafka.brokers.clone(), a.changelog_topic.clone());
-                        reloading = Some(tokio::task::spawn_blocking(move || restore_alert_states(&brokers, &topic)));
+                        let (kafka, topic) = (settings.kafka.clone(), a.changelog_topic.clone());
+                        reloading = Some(tokio::task::spawn_blocking(move || restore_alert_states(&kafka, &topic)));
                     }
                 }
                 if reloading.as_ref().is_some_and(|t| t.is_finished()) {
@@ -568,7 +568,7 @@ fn commit_safe_offsets(source: &KafkaSource, offsets: &Mutex<OffsetTracker>, sta
 /// Stage 1's checkpoint cycle: snapshots, their writes, and restores on assignment.
 struct Checkpoints {
     writer: CheckpointWriter,
-    brokers: String,
+    kafka: KafkaSettings,
     topic: String,
     group: String,
     every: Duration,
@@ -585,8 +585,8 @@ struct Checkpoints {
 impl Checkpoints {
     fn new(settings: &Settings) -> Result<Self, rdkafka::error::KafkaError> {
         Ok(Checkpoints {
-            writer: CheckpointWriter::new(&settings.kafka.brokers, &settings.kafka.properties, &settings.checkpoint_topic)?,
-            brokers: settings.kafka.brokers.clone(),
+            writer: CheckpointWriter::new(&settings.kafka, &settings.checkpoint_topic)?,
+            kafka: settings.kafka.clone(),
             topic: settings.checkpoint_topic.clone(),
             group: settings.kafka.group_id.clone(),
             every: Duration::from_millis(settings.checkpoint_interval_ms as u64),
@@ -632,9 +632,9 @@ impl Checkpoints {
         let mut attempts = 0;
         let (mut found, committed) = loop {
             attempts += 1;
-            let (brokers, topic) = (self.brokers.clone(), self.topic.clone());
+            let (kafka, topic) = (self.kafka.clone(), self.topic.clone());
             let read = tokio::task::spawn_blocking(move || {
-                crate::source::changelog::read_latest_within(&brokers, &topic, crate::source::changelog::QUIET_CHECKED)
+                crate::source::changelog::read_latest_within(&kafka, &topic, crate::source::changelog::QUIET_CHECKED)
             })
             .await;
             let committed = tokio::task::block_in_place(|| source.committed(partitions));

@@ -9,17 +9,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
+use crate::config::KafkaSettings;
 use crate::model::Kind;
 use crate::model::WindowResult;
 use crate::pipeline::core::SourcePartition;
 use crate::pipeline::offsets::OffsetTracker;
 use crate::rollup::encoding::AggregateFormat;
 use crate::rollup::SensorWindowRef;
+use crate::source::kafka::connection_config;
 
 /// Windows per aggregates record at most (a minute boundary closes thousands per district;
 /// at ~100 bytes each a record stays near 25 KB, well under brokers' 1 MB default; the
@@ -90,17 +91,13 @@ pub struct AggregatesSink {
 
 impl AggregatesSink {
     pub fn new(
-        brokers: &str,
-        extra: &[(String, String)],
+        kafka: &KafkaSettings,
         topic: &str,
         format: AggregateFormat,
         offsets: Arc<Mutex<OffsetTracker>>,
     ) -> Result<Self, KafkaError> {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", brokers).set("linger.ms", "5").set("max.in.flight.requests.per.connection", "1");
-        for (key, value) in extra.iter().filter(|(k, _)| k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")) {
-            config.set(key, value);
-        }
+        let mut config = connection_config(kafka);
+        config.set("linger.ms", "5").set("max.in.flight.requests.per.connection", "1");
         let producer: ThreadedProducer<AggregateAcks> =
             config.create_with_context(AggregateAcks { offsets, failed: AtomicU64::new(0), redelivery: Default::default() })?;
         let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;

@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use tokio::sync::broadcast;
 
 use crate::alert::{AlertEvent, AlertState};
+use crate::config::KafkaSettings;
 use crate::model::rfc3339;
+use crate::source::kafka::connection_config;
 
 /// Runs once the broker has the record: releases the input offset it held.
 pub struct Release(pub Box<dyn FnOnce() + Send + Sync>);
@@ -78,9 +79,8 @@ pub fn to_proto(event: &AlertEvent) -> crate::proto::AlertEvent {
 }
 
 impl AlertProducer {
-    pub fn new(brokers: &str, topic: &str, changelog: &str, protobuf: bool) -> Result<Self, KafkaError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+    pub fn new(kafka: &KafkaSettings, topic: &str, changelog: &str, protobuf: bool) -> Result<Self, KafkaError> {
+        let producer = connection_config(kafka)
             .set("linger.ms", "5")
             .create_with_context(ReleaseOnDelivery { failed: AtomicU64::new(0), redelivery: Default::default() })?;
         Ok(AlertProducer { producer, topic: topic.to_owned(), changelog: changelog.to_owned(), protobuf })

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use crate::config::KafkaSettings;
+use crate::source::kafka::connection_config;
 use futures::future::try_join_all;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -22,12 +23,9 @@ pub struct CheckpointWriter {
 }
 
 impl CheckpointWriter {
-    pub fn new(brokers: &str, extra: &[(String, String)], topic: &str) -> Result<Self, KafkaError> {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", brokers).set("linger.ms", "5").set("message.max.bytes", "1048576");
-        for (key, value) in extra.iter().filter(|(k, _)| k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")) {
-            config.set(key, value);
-        }
+    pub fn new(kafka: &KafkaSettings, topic: &str) -> Result<Self, KafkaError> {
+        let mut config = connection_config(kafka);
+        config.set("linger.ms", "5").set("message.max.bytes", "1048576");
         let producer: FutureProducer = config.create()?;
         // Fail at start, not at the first checkpoint, when the topic does not exist.
         let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;

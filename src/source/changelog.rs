@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use crate::config::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -18,18 +18,15 @@ pub const QUIET_CHECKED: Duration = Duration::from_millis(100);
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// The last value of every key in `topic`.
-pub fn read_latest(brokers: &str, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, KafkaError> {
-    read_latest_within(brokers, topic, QUIET)
+pub fn read_latest(kafka: &KafkaSettings, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, KafkaError> {
+    read_latest_within(kafka, topic, QUIET)
 }
 
 /// `read_latest` with another quiet period.
-pub fn read_latest_within(brokers: &str, topic: &str, quiet: Duration) -> Result<HashMap<Vec<u8>, Vec<u8>>, KafkaError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "citysense-changelog-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
+pub fn read_latest_within(kafka: &KafkaSettings, topic: &str, quiet: Duration) -> Result<HashMap<Vec<u8>, Vec<u8>>, KafkaError> {
+    // The stage's own consumer settings (connection, fetch), in a group of its own that
+    // never commits.
+    let consumer: BaseConsumer = super::kafka::consumer_config(kafka, "citysense-changelog-reader").create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> = metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     let mut list = TopicPartitionList::new();

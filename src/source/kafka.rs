@@ -65,6 +65,18 @@ pub struct KafkaSource {
     names: HashMap<crate::model::Kind, String>,
 }
 
+/// `bootstrap.servers` and the connection settings of `[kafka.properties]` (`security.*`,
+/// `sasl.*`, `ssl.*`): what every client of the cluster needs, producers and changelog
+/// readers alike. Consumers take every property (`consumer_config`).
+pub fn connection_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (key, value) in settings.properties.iter().filter(|(key, _)| ["security.", "sasl.", "ssl."].iter().any(|p| key.starts_with(p))) {
+        config.set(key, value);
+    }
+    config
+}
+
 /// A consumer in `group` that never auto-commits (the pipeline commits what is safe) and
 /// starts from the beginning of a partition with no commit; plus the passthrough properties,
 /// except `statistics.interval.ms`: only stage 1's consumer uses statistics (`KafkaSource`),
@@ -197,6 +209,31 @@ impl KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_client_gets_the_connection_settings_and_only_consumers_the_rest() {
+        let settings = KafkaSettings {
+            brokers: "b:9093".into(),
+            group_id: "g".into(),
+            properties: vec![
+                ("security.protocol".into(), "SASL_SSL".into()),
+                ("sasl.mechanism".into(), "PLAIN".into()),
+                ("ssl.ca.location".into(), "/ca.pem".into()),
+                ("fetch.min.bytes".into(), "1".into()),
+            ],
+        };
+        let producer = connection_config(&settings);
+        let consumer = consumer_config(&settings, "g");
+        for config in [&producer, &consumer] {
+            assert_eq!(config.get("bootstrap.servers"), Some("b:9093"));
+            assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(config.get("sasl.mechanism"), Some("PLAIN"));
+            assert_eq!(config.get("ssl.ca.location"), Some("/ca.pem"));
+        }
+        assert_eq!(producer.get("fetch.min.bytes"), None);
+        assert_eq!(consumer.get("fetch.min.bytes"), Some("1"));
+        assert_eq!(consumer.get("fetch.queue.backoff.ms"), Some("10"));
+    }
 
     #[test]
     fn statistics_reach_stage_one_only_and_other_properties_pass_through() {
