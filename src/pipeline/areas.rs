@@ -160,7 +160,7 @@ pub async fn run(
                     offsets.lock().unwrap_or_else(|e| e.into_inner()).drop_partition(revoked);
                 }
                 if last_commit.elapsed() >= commit_every {
-                    commit(&source, &mut partitions, &offsets, CommitMode::Async);
+                    commit(&source, &mut partitions, &offsets, &area_settings, CommitMode::Async);
                     last_commit = tokio::time::Instant::now();
                 }
             }
@@ -238,15 +238,26 @@ pub async fn run(
         give_up.cancel();
         let _ = sink.await;
     }
-    commit(&source, &mut partitions, &offsets, CommitMode::Sync);
+    commit(&source, &mut partitions, &offsets, &area_settings, CommitMode::Sync);
     Ok(())
 }
 
-fn commit(source: &AggregatesSource, partitions: &mut HashMap<i32, PartitionState>, offsets: &Mutex<OffsetTracker<i32>>, mode: CommitMode) {
-    let candidates = offsets
+fn commit(
+    source: &AggregatesSource,
+    partitions: &mut HashMap<i32, PartitionState>,
+    offsets: &Mutex<OffsetTracker<i32>>,
+    settings: &AreaSettings,
+    mode: CommitMode,
+) {
+    let candidates: Vec<(i32, i64)> = offsets
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .commit_candidates(|p| partitions.get(&p).and_then(|s| s.area.lowest_pending_offset()));
+        .commit_candidates(|p| partitions.get(&p).and_then(|s| s.area.lowest_pending_offset()))
+        .into_iter()
+        // Never inside an area window a restore from there would rebuild from part of its records.
+        .map(|(p, offset)| (p, partitions.get(&p).map_or(offset, |s| s.area.safe_commit_offset(offset))))
+        .filter(|(_, offset)| *offset > 0)
+        .collect();
     if candidates.is_empty() {
         return;
     }
@@ -259,6 +270,9 @@ fn commit(source: &AggregatesSource, partitions: &mut HashMap<i32, PartitionStat
             let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
             for (p, offset) in candidates {
                 offsets.mark_committed(p, offset);
+                if let Some(state) = partitions.get_mut(&p) {
+                    state.area.forget_committed(offset, settings);
+                }
             }
         }
         Err(err) => tracing::debug!(error = %err, "Area commit not accepted now; will retry"),

@@ -85,15 +85,17 @@ struct Bucket {
     start_ms: i64,
     first_offset: i64,
     sensors: BTreeMap<SmolStr, SensorWindow>,
-    emitted: bool,
+    /// The offset of the watermark marker that closed (and emitted) it; `None` while open.
+    closed_at: Option<i64>,
 }
 
 #[derive(Debug, Default)]
 pub struct AreaPartition {
     watermarks: [BTreeMap<String, i64>; 4],
     buckets: BTreeMap<BucketKey, Bucket>,
-    /// Sensor windows that arrived for an area window already emitted and forgotten
-    /// (replays from stage 1 after a rebalance; their values are already in the result).
+    /// Sensor windows that arrived for an area window already emitted and past its update
+    /// horizon (replays from stage 1 after a rebalance; their values are already in the
+    /// result).
     pub dropped_after_close: u64,
 }
 
@@ -117,11 +119,44 @@ impl AreaPartition {
 
     /// The lowest offset still needed to rebuild an area window not yet emitted.
     pub fn lowest_pending_offset(&self) -> Option<i64> {
-        self.buckets.values().filter(|b| !b.emitted).map(|b| b.first_offset).min()
+        self.buckets.values().filter(|b| b.closed_at.is_none()).map(|b| b.first_offset).min()
     }
 
     pub fn pending_windows(&self) -> usize {
-        self.buckets.values().filter(|b| !b.emitted).count()
+        self.buckets.values().filter(|b| b.closed_at.is_none()).count()
+    }
+
+    /// The highest offset at most `candidate` that is safe to commit. A restore from offset
+    /// C starts from the watermarks of the markers before C (the commit metadata) and reads
+    /// on from C. An area window with a record before C must therefore be closed by a
+    /// marker before C too; otherwise the restore would rebuild it from its records after C
+    /// alone and write it again with part of its sensors. So C may not fall in
+    /// `(first_offset, closed_at]` of any area window still held here (`forget_committed`
+    /// keeps each until a commit is past its closing marker).
+    pub fn safe_commit_offset(&self, candidate: i64) -> i64 {
+        let mut offset = candidate;
+        loop {
+            let inside = |b: &&Bucket| b.first_offset < offset && b.closed_at.is_none_or(|closed| offset <= closed);
+            match self.buckets.values().filter(inside).map(|b| b.first_offset).min() {
+                Some(lower) => offset = lower,
+                None => return offset,
+            }
+        }
+    }
+
+    /// Forgets area windows past their update horizon once `committed` is past the marker
+    /// that closed them: no restore can reopen them any more.
+    pub fn forget_committed(&mut self, committed: i64, settings: &AreaSettings) {
+        let horizon = settings.allowed_lateness_ms + settings.update_horizon_ms;
+        let closed_through = self.closed_through_all(settings);
+        self.buckets.retain(|key, b| {
+            let expired = closed_through[key.0.index()].is_some_and(|wm| key.2 + horizon <= wm);
+            !(expired && b.closed_at.is_some_and(|closed| closed < committed))
+        });
+    }
+
+    fn closed_through_all(&self, settings: &AreaSettings) -> [Option<i64>; 4] {
+        Kind::ALL.map(|kind| self.closed_through(kind, settings))
     }
 
     pub fn on_message(
@@ -141,7 +176,7 @@ impl AreaPartition {
             AggregateMessage::Window { window, .. } => self.add_window(*window, offset, settings, catalog, out),
             AggregateMessage::Watermark { source, kind, watermark_ms } => {
                 self.restore_watermark(kind, source, watermark_ms);
-                self.close_ready(kind, settings, catalog, out);
+                self.close_ready(kind, offset, settings, catalog, out);
             }
         }
     }
@@ -149,11 +184,15 @@ impl AreaPartition {
     /// One closed sensor window into its area window (read at `offset`).
     fn add_window(&mut self, window: SensorWindow, offset: i64, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
         let key = (window.kind, window.window.clone(), window.end_ms);
-        let closed = self.closed_through(window.kind, settings).is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
+        let closed_through = self.closed_through(window.kind, settings);
+        let closed = closed_through.is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
+        let expired = closed_through.is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms + settings.update_horizon_ms <= wm);
         match self.buckets.get_mut(&key) {
+            // Past its update horizon, kept only until a commit passes its closing marker.
+            Some(_) if expired => self.dropped_after_close += 1,
             Some(bucket) => {
                 bucket.sensors.insert(window.sensor_id.clone(), window);
-                if bucket.emitted {
+                if bucket.closed_at.is_some() {
                     // A correction (late policy `update`): emit the area window again.
                     out.push(AreaEmit {
                         results: roll_up(&key, bucket, catalog),
@@ -166,32 +205,24 @@ impl AreaPartition {
             None => {
                 let start_ms = window.start_ms;
                 let sensors = BTreeMap::from([(window.sensor_id.clone(), window)]);
-                self.buckets.insert(key, Bucket { start_ms, first_offset: offset, sensors, emitted: false });
+                self.buckets.insert(key, Bucket { start_ms, first_offset: offset, sensors, closed_at: None });
             }
         }
     }
 
-    fn close_ready(&mut self, kind: Kind, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
+    /// Emits every area window `kind`'s watermark has closed; `offset` is the closing marker's.
+    fn close_ready(&mut self, kind: Kind, offset: i64, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
         let Some(watermark) = self.closed_through(kind, settings) else { return };
-        let mut expired = Vec::new();
         for (key, bucket) in self.buckets.iter_mut().filter(|(k, _)| k.0 == kind) {
-            if key.2 + settings.allowed_lateness_ms > watermark {
+            if key.2 + settings.allowed_lateness_ms > watermark || bucket.closed_at.is_some() {
                 continue;
             }
-            if !bucket.emitted {
-                bucket.emitted = true;
-                out.push(AreaEmit {
-                    results: roll_up(key, bucket, catalog),
-                    deviations: deviations(key, bucket),
-                    hold_offset: bucket.first_offset,
-                });
-            }
-            if key.2 + settings.allowed_lateness_ms + settings.update_horizon_ms <= watermark {
-                expired.push(key.clone());
-            }
-        }
-        for key in expired {
-            self.buckets.remove(&key);
+            bucket.closed_at = Some(offset);
+            out.push(AreaEmit {
+                results: roll_up(key, bucket, catalog),
+                deviations: deviations(key, bucket),
+                hold_offset: bucket.first_offset,
+            });
         }
     }
 }
@@ -398,6 +429,97 @@ mod tests {
         assert_eq!(one_by_one.len(), 1);
         assert_eq!(one_by_one[0].results.iter().find(|r| r.level == AreaLevel::Street).unwrap().sensors_reporting, 3);
         assert_eq!(run(vec![batched]), one_by_one);
+    }
+
+    /// Stage 2 restored from its commit (after a crash or a rebalance) writes every area
+    /// window exactly as the uninterrupted run does, wherever the crash fell. The commit
+    /// once landed between two sensor windows of an area window that closed later: the
+    /// restore rebuilt it from the second alone and wrote it again with one sensor reporting
+    /// and one silent (tests/scale_out.rs, now and then).
+    #[test]
+    fn a_restore_from_the_committed_offset_writes_the_same_area_windows() {
+        let (s, c) = (settings(), catalog());
+        let next_hour = |message: AggregateMessage| match message {
+            AggregateMessage::Window { source, mut window } => {
+                window.start_ms += 3_600_000;
+                window.end_ms += 3_600_000;
+                AggregateMessage::Window { source, window }
+            }
+            other => other,
+        };
+        let closes = |hour: i64| END + hour * 3_600_000 + 130_000;
+        // The next hour's area window opens between the two sensor windows of this one,
+        // so it holds the commit back to offset 1 until both are closed.
+        let messages = [
+            window("a", "g1", "s1", 10.0),
+            next_hour(window("a", "g1", "s1", 11.0)),
+            window("b", "g1", "s1", 30.0),
+            mark("city.pm25/0", closes(0)),
+            mark("city.pm25/1", closes(0)),
+            next_hour(window("b", "g1", "s1", 31.0)),
+            mark("city.pm25/0", closes(1)),
+            mark("city.pm25/1", closes(1)),
+        ];
+        let identity = |r: &AreaResult| format!("{} {} {:?} {} {}", r.kind, r.window, r.level, r.area, r.end_ms);
+        let mut expected = BTreeMap::new();
+        let (mut whole, mut out) = (AreaPartition::default(), Vec::new());
+        for (offset, message) in messages.iter().enumerate() {
+            whole.on_message(message.clone(), offset as i64, &s, &c, &mut out);
+        }
+        for r in out.iter().flat_map(|e| &e.results) {
+            expected.insert(identity(r), format!("{r:?}"));
+        }
+        assert_eq!(expected.values().filter(|r| r.contains("sensors_reporting: 2")).count(), 6, "{expected:#?}");
+
+        // The stage as it commits: no further than the next record or the oldest open
+        // window, then `safe_commit_offset`.
+        let restore_after = |crash_after: usize, safe: bool| -> Vec<AreaResult> {
+            let (mut before, mut written, mut marks) = (AreaPartition::default(), Vec::new(), Vec::new());
+            for (offset, message) in messages[..=crash_after].iter().enumerate() {
+                if let AggregateMessage::Watermark { source, kind, watermark_ms } = message {
+                    marks.push((offset as i64, *kind, source.clone(), *watermark_ms));
+                }
+                before.on_message(message.clone(), offset as i64, &s, &c, &mut written);
+            }
+            let next = crash_after as i64 + 1;
+            let candidate = before.lowest_pending_offset().map_or(next, |open| open.min(next));
+            let committed = if safe { before.safe_commit_offset(candidate) } else { candidate };
+            let mut restored = AreaPartition::default();
+            for (_, kind, source, watermark_ms) in marks.into_iter().filter(|m| m.0 < committed) {
+                restored.restore_watermark(kind, source, watermark_ms);
+            }
+            for (offset, message) in messages.iter().enumerate().skip(committed as usize) {
+                restored.on_message(message.clone(), offset as i64, &s, &c, &mut written);
+            }
+            written.into_iter().flat_map(|e| e.results).collect()
+        };
+        for crash_after in 0..messages.len() {
+            let written = restore_after(crash_after, true);
+            for r in &written {
+                assert_eq!(expected.get(&identity(r)), Some(&format!("{r:?}")), "crash after offset {crash_after}");
+            }
+            let seen: std::collections::BTreeSet<String> = written.iter().map(identity).collect();
+            assert_eq!(seen.len(), expected.len(), "crash after offset {crash_after}: every area window written");
+        }
+        // Committing the candidate as it was rewrites this hour's windows with one sensor.
+        let unsafe_commit = restore_after(4, false);
+        assert!(unsafe_commit.iter().any(|r| expected.get(&identity(r)) != Some(&format!("{r:?}"))));
+    }
+
+    #[test]
+    fn an_area_window_is_forgotten_once_a_commit_passes_the_marker_that_closed_it() {
+        let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
+        p.on_message(window("a", "g1", "s1", 10.0), 0, &s, &c, &mut out);
+        p.on_message(mark("city.pm25/0", END + 130_000), 1, &s, &c, &mut out);
+        p.on_message(mark("city.pm25/1", END + 130_000), 2, &s, &c, &mut out);
+        assert_eq!((out.len(), p.buckets.len()), (1, 1));
+        // Until then a commit may not pass its first record without passing its marker.
+        assert_eq!(p.safe_commit_offset(2), 0);
+        assert_eq!(p.safe_commit_offset(3), 3);
+        p.forget_committed(2, &s);
+        assert_eq!(p.buckets.len(), 1);
+        p.forget_committed(3, &s);
+        assert_eq!(p.buckets.len(), 0);
     }
 
     #[test]
