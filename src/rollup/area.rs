@@ -506,12 +506,19 @@ mod tests {
         assert!(unsafe_commit.iter().any(|r| expected.get(&identity(r)) != Some(&format!("{r:?}"))));
     }
 
+    /// One area window of one sensor (offset 0), closed by both sources' markers (1, 2).
+    fn one_closed_window(s: &AreaSettings, c: &AreaCatalog) -> (AreaPartition, Vec<AreaEmit>) {
+        let (mut p, mut out) = (AreaPartition::default(), Vec::new());
+        p.on_message(window("a", "g1", "s1", 10.0), 0, s, c, &mut out);
+        p.on_message(mark("city.pm25/0", END + 130_000), 1, s, c, &mut out);
+        p.on_message(mark("city.pm25/1", END + 130_000), 2, s, c, &mut out);
+        (p, out)
+    }
+
     #[test]
     fn an_area_window_is_forgotten_once_a_commit_passes_the_marker_that_closed_it() {
-        let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
-        p.on_message(window("a", "g1", "s1", 10.0), 0, &s, &c, &mut out);
-        p.on_message(mark("city.pm25/0", END + 130_000), 1, &s, &c, &mut out);
-        p.on_message(mark("city.pm25/1", END + 130_000), 2, &s, &c, &mut out);
+        let (s, c) = (settings(), catalog());
+        let (mut p, mut out) = one_closed_window(&s, &c);
         assert_eq!((out.len(), p.buckets.len()), (1, 1));
         // Until then a commit may not pass its first record without passing its marker.
         assert_eq!(p.safe_commit_offset(2), 0);
@@ -524,10 +531,8 @@ mod tests {
 
     #[test]
     fn a_replayed_window_after_the_area_closed_is_dropped_not_re_emitted_partially() {
-        let (mut p, mut out, s, c) = (AreaPartition::default(), Vec::new(), settings(), catalog());
-        p.on_message(window("a", "g1", "s1", 10.0), 0, &s, &c, &mut out);
-        p.on_message(mark("city.pm25/0", END + 130_000), 1, &s, &c, &mut out);
-        p.on_message(mark("city.pm25/1", END + 130_000), 2, &s, &c, &mut out);
+        let (s, c) = (settings(), catalog());
+        let (mut p, mut out) = one_closed_window(&s, &c);
         assert_eq!(out.len(), 1);
         p.on_message(window("a", "g1", "s1", 10.0), 3, &s, &c, &mut out);
         assert_eq!(out.len(), 1);
