@@ -518,7 +518,7 @@ mod tests {
     #[test]
     fn an_area_window_is_forgotten_once_a_commit_passes_the_marker_that_closed_it() {
         let (s, c) = (settings(), catalog());
-        let (mut p, mut out) = one_closed_window(&s, &c);
+        let (mut p, out) = one_closed_window(&s, &c);
         assert_eq!((out.len(), p.buckets.len()), (1, 1));
         // Until then a commit may not pass its first record without passing its marker.
         assert_eq!(p.safe_commit_offset(2), 0);
