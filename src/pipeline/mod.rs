@@ -570,7 +570,6 @@ struct Checkpoints {
     writer: CheckpointWriter,
     kafka: KafkaSettings,
     topic: String,
-    group: String,
     every: Duration,
     last: tokio::time::Instant,
     /// Partitions due for a snapshot this interval, taken one per tick: serialising every
@@ -588,7 +587,6 @@ impl Checkpoints {
             writer: CheckpointWriter::new(&settings.kafka, &settings.checkpoint_topic)?,
             kafka: settings.kafka.clone(),
             topic: settings.checkpoint_topic.clone(),
-            group: settings.kafka.group_id.clone(),
             every: Duration::from_millis(settings.checkpoint_interval_ms as u64),
             last: tokio::time::Instant::now(),
             due: std::collections::VecDeque::new(),
@@ -600,7 +598,7 @@ impl Checkpoints {
     /// What a partition's checkpoints are keyed by: the consumer group and the input topic
     /// (one checkpoint topic may serve several deployments).
     fn stream(&self, source: &KafkaSource, partition: SourcePartition) -> String {
-        format!("{}/{}", self.group, source.topic_name(partition))
+        format!("{}/{}", self.kafka.group_id, source.topic_name(partition))
     }
 
     /// Drops what is pending for a revoked partition.
