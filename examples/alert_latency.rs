@@ -33,6 +33,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
+    // As the binary does (src/main.rs), so that this measures the same.
+    citysense::allocator::use_small_pages();
     let args: Vec<String> = std::env::args().collect();
     let [_, brokers, prefix, rate, seconds, sensors, influx] = &args[..] else {
         eprintln!("usage: alert_latency BROKERS TOPIC_PREFIX RATE SECONDS SENSORS INFLUX_URL");

@@ -21,6 +21,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
+    // As the binary does (src/main.rs), so that this measures the same.
+    citysense::allocator::use_small_pages();
     let args: Vec<String> = std::env::args().collect();
     let [_, brokers, prefix, records, influx] = &args[..] else {
         eprintln!("usage: pipeline_bench BROKERS TOPIC_PREFIX RECORDS INFLUX_URL");

@@ -19,12 +19,14 @@
 //! - [`api`] — HTTP routes.
 //! - [`sim`] — the simulated city (demo, `simulate`, tests, benches).
 //! - [`cli`] — subcommands.
+//! - [`allocator`] — how the process gets memory from the kernel (no transparent huge pages).
 //!
 //! `window`, `aggregate` and `pipeline::core` are synchronous and deterministic: no
 //! tokio, no Kafka or InfluxDB types, no wall-clock reads.
 
 pub mod aggregate;
 pub mod alert;
+pub mod allocator;
 pub mod api;
 pub mod cli;
 pub mod config;

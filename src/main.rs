@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    citysense::allocator::use_small_pages();
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("CITYSENSE_LOG").unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

@@ -106,7 +106,7 @@ pub async fn run(
     };
     let catalog = AreaCatalog::from_registry(&registry);
     let offsets: Arc<Mutex<OffsetTracker<i32>>> = Arc::new(Mutex::new(OffsetTracker::new()));
-    let (results_tx, results_rx) = mpsc::channel::<Vec<AreaBatch>>(AREA_QUEUE);
+    let (results_tx, results_rx) = super::chunks::chunk_channel::<AreaBatch>(AREA_QUEUE);
     let give_up = CancellationToken::new();
     let sink = tokio::spawn(run_sink(
         results_rx,
@@ -120,9 +120,9 @@ pub async fn run(
         Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),
         {
             let (shared, offsets) = (shared.clone(), offsets.clone());
-            move |batches: Vec<AreaBatch>, _| {
+            move |batches: &mut Vec<AreaBatch>, _| {
                 let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
-                for batch in batches {
+                for batch in batches.drain(..) {
                     offsets.release(batch.partition, batch.hold_offset);
                     shared.areas.insert_batch(batch.results);
                 }
@@ -224,7 +224,7 @@ pub async fn run(
                             let _ = events.send(batch).await;
                         }
                     }
-                    if results_tx.send(vec![AreaBatch { partition, hold_offset: emit.hold_offset, results: emit.results }]).await.is_err() {
+                    if results_tx.send_one(AreaBatch { partition, hold_offset: emit.hold_offset, results: emit.results }).await.is_err() {
                         break;
                     }
                 }

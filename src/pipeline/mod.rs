@@ -19,6 +19,7 @@
 pub mod alerts;
 pub mod areas;
 pub mod checkpoint;
+mod chunks;
 pub mod core;
 pub mod offsets;
 pub mod stats;
@@ -32,6 +33,7 @@ use rdkafka::message::{Headers, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::chunks::{chunk_channel, ChunkReceiver, ChunkSender};
 use self::core::{CoreSettings, Emitted, InputRecord, PartitionCheckpoint, Processor, SourcePartition};
 use self::offsets::OffsetTracker;
 use self::stats::PipelineStats;
@@ -274,7 +276,7 @@ async fn run_sensor_stage(
     let mut announced: std::collections::HashMap<SourcePartition, i64> = std::collections::HashMap::new();
     shared.stats.ready.store(true, Ordering::Relaxed);
 
-    let (results_tx, results_rx) = mpsc::channel::<Vec<Emitted>>(SINK_QUEUE);
+    let (results_tx, results_rx) = chunk_channel::<Emitted>(SINK_QUEUE);
     let give_up = CancellationToken::new();
     let influx = match &settings.influx {
         Some(i) => {
@@ -294,15 +296,15 @@ async fn run_sensor_stage(
         Duration::from_millis(settings.influx.as_ref().map_or(200, |i| i.flush_interval_ms) as u64),
         {
             let (shared, offsets) = (shared.clone(), offsets.clone());
-            move |batch: Vec<Emitted>, to_influx| {
+            move |batch: &mut Vec<Emitted>, to_influx| {
                 let count = batch.len() as u64;
                 {
                     let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
-                    for e in &batch {
+                    for e in batch.iter() {
                         offsets.release(e.source, e.hold);
                     }
                 }
-                shared.store.insert_batch(batch.into_iter().map(|e| Arc::new(e.window)));
+                shared.store.insert_batch(batch.drain(..).map(|e| Arc::new(e.window)));
                 let stats = &shared.stats;
                 stats.windows_closed.fetch_add(count, Ordering::Relaxed);
                 stats.points_written.fetch_add(if to_influx { count } else { 0 }, Ordering::Relaxed);
@@ -509,7 +511,7 @@ async fn run_sensor_stage(
 /// offsets until each has acknowledged them.
 async fn forward(
     emitted: &mut Vec<Emitted>,
-    results: &mpsc::Sender<Vec<Emitted>>,
+    results: &ChunkSender<Emitted>,
     offsets: &Mutex<OffsetTracker>,
     aggregates: Option<&AggregatesSink>,
     source: &KafkaSource,
@@ -526,7 +528,7 @@ async fn forward(
     if let Some(aggregates) = aggregates {
         aggregates.send_windows(emitted.iter().map(|e| (e.source, e.hold, &e.window)), |partition| source.source_name(partition));
     }
-    if results.send(std::mem::take(emitted)).await.is_err() {
+    if results.send(emitted).await.is_err() {
         tracing::error!("Sink task ended early; windows will be replayed after restart");
     }
 }
@@ -813,19 +815,24 @@ fn record_checkpoint(
 /// The sink task: batches items, writes them to InfluxDB (when configured) and then calls
 /// `acknowledged` with the batch (which stores them in memory and releases their offsets).
 /// A batch InfluxDB never acknowledges is not passed on: its offsets stay held.
+///
+/// `acknowledged` takes the items out of the batch and leaves its allocation: one batch
+/// vector, sized once, serves every batch (growing a fresh one each time cost a copy per
+/// doubling and fresh pages from the kernel: 4 % of an end-to-end run's CPU).
 pub(crate) async fn run_sink<T: Send + 'static>(
-    mut items: mpsc::Receiver<Vec<T>>,
+    mut items: ChunkReceiver<T>,
     mut influx: Option<InfluxWriter>,
     encode: fn(&T, &mut String),
     batch_size: usize,
     flush_every: Duration,
-    mut acknowledged: impl FnMut(Vec<T>, bool) + Send,
+    mut acknowledged: impl FnMut(&mut Vec<T>, bool) + Send,
     give_up: CancellationToken,
 ) {
-    let mut batch: Vec<T> = Vec::new();
+    // Sized for a whole batch up front, within reason: a larger configured batch grows once.
+    let mut batch: Vec<T> = Vec::with_capacity(batch_size.min(1 << 16));
     let mut tick = tokio::time::interval(flush_every);
     loop {
-        let (chunk, flush_now, closed) = tokio::select! {
+        let (mut chunk, flush_now, closed) = tokio::select! {
             chunk = items.recv() => match chunk {
                 Some(chunk) => (chunk, false, false),
                 None => (Vec::new(), true, true),
@@ -839,7 +846,7 @@ pub(crate) async fn run_sink<T: Send + 'static>(
         };
         // A chunk (one turn of a stage) can be larger than a batch: writes stay at most
         // `batch_size` points.
-        for item in chunk {
+        for item in chunk.drain(..) {
             if let Some(writer) = influx.as_mut() {
                 writer.push(&item, encode);
             }
@@ -848,6 +855,7 @@ pub(crate) async fn run_sink<T: Send + 'static>(
                 return;
             }
         }
+        items.give_back(chunk);
         if flush_now && !write_batch(&mut batch, &mut influx, &mut acknowledged, &give_up).await {
             return;
         }
@@ -862,7 +870,7 @@ pub(crate) async fn run_sink<T: Send + 'static>(
 async fn write_batch<T>(
     batch: &mut Vec<T>,
     influx: &mut Option<InfluxWriter>,
-    acknowledged: &mut impl FnMut(Vec<T>, bool),
+    acknowledged: &mut impl FnMut(&mut Vec<T>, bool),
     give_up: &CancellationToken,
 ) -> bool {
     if batch.is_empty() {
@@ -873,7 +881,8 @@ async fn write_batch<T>(
         None => true,
     };
     if written {
-        acknowledged(std::mem::take(batch), influx.is_some());
+        acknowledged(batch, influx.is_some());
+        batch.clear();
     }
     written
 }
@@ -884,7 +893,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_sink_task_writes_a_large_chunk_in_batches_of_at_most_batch_size() {
-        let (tx, rx) = mpsc::channel::<Vec<u32>>(4);
+        let (tx, rx) = chunk_channel::<u32>(4);
         let written = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
         let sink = tokio::spawn(run_sink(
             rx,
@@ -894,15 +903,15 @@ mod tests {
             Duration::from_secs(3600),
             {
                 let written = written.clone();
-                move |batch: Vec<u32>, to_influx| {
+                move |batch: &mut Vec<u32>, to_influx| {
                     assert!(!to_influx);
-                    written.lock().unwrap().push(batch);
+                    written.lock().unwrap().push(std::mem::take(batch));
                 }
             },
             CancellationToken::new(),
         ));
-        tx.send((0..10).collect()).await.unwrap();
-        tx.send(vec![10]).await.unwrap();
+        tx.send(&mut (0..10).collect()).await.unwrap();
+        tx.send_one(10).await.unwrap();
         drop(tx);
         sink.await.unwrap();
         let written = written.lock().unwrap().clone();

@@ -48,7 +48,7 @@ fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         }
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(bucket.sensors.len());
     for sensors in groups.values() {
         let mut means: Vec<f64> = sensors.iter().filter_map(|s| s.mean).collect();
         let m = median(&mut means);
