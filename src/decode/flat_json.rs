@@ -80,15 +80,118 @@ pub enum Value<'a> {
 ///
 /// No separate UTF-8 pass: every byte outside a string must be one of JSON's ASCII
 /// structural bytes, and a string with a byte above 0x7F is checked on its own.
+///
+/// The decoders read by `named_members`; this plain form is the tests' view of the scanner.
+#[cfg(test)]
+pub fn members<'a>(bytes: &'a [u8], each: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
+    member_loop(
+        bytes,
+        |bytes, at| {
+            let (key, after_key) = string(bytes, at)?;
+            Some((key, past(bytes, after_key, b':')?))
+        },
+        each,
+    )
+}
+
+/// The members a caller reads, by name, in the order vendors usually send them. Where the
+/// next name is the expected one and the JSON is compact, it is recognised by one masked
+/// 16-byte comparison with `name":`, instead of a scan for its closing quote and a string
+/// match; a name out of order (or with whitespace before its colon) is found by the scan.
+pub struct Names<F: 'static, const N: usize> {
+    fields: [(&'static str, F); N],
+    /// `name":` little endian in the low bytes, and the mask of those bytes.
+    expected: [(u128, u128); N],
+}
+
+impl<F: Copy, const N: usize> Names<F, N> {
+    /// Names of at most 14 bytes (`name":` fits 16), without quotes or backslashes.
+    pub const fn new(fields: [(&'static str, F); N]) -> Self {
+        let mut expected = [(0u128, 0u128); N];
+        let mut i = 0;
+        while i < N {
+            let name = fields[i].0.as_bytes();
+            assert!(name.len() <= 14, "a member name of at most 14 bytes");
+            let mut pattern = 0u128;
+            let mut j = 0;
+            while j < name.len() {
+                let b = name[j];
+                assert!(b >= 0x20 && b < 0x80 && b != b'"' && b != b'\\', "a member name of ASCII text without quotes or escapes");
+                pattern |= (name[j] as u128) << (8 * j);
+                j += 1;
+            }
+            pattern |= (b'"' as u128) << (8 * name.len()) | (b':' as u128) << (8 * (name.len() + 1));
+            let mask = if name.len() == 14 { u128::MAX } else { (1u128 << (8 * (name.len() + 2))) - 1 };
+            expected[i] = (pattern, mask);
+            i += 1;
+        }
+        Names { fields, expected }
+    }
+
+    /// Where the value starts when the name at `index` is the one starting at `at` and a
+    /// colon follows its closing quote directly.
+    #[inline(always)]
+    fn expected_at(&self, bytes: &[u8], at: usize, index: usize) -> Option<usize> {
+        let (pattern, mask) = *self.expected.get(index)?;
+        let word = match bytes.get(at..at + 16) {
+            Some(word) => u128::from_le_bytes(word.try_into().ok()?),
+            // The last member: fewer than 16 bytes left. Zeros never match a name's bytes.
+            None => {
+                let rest = bytes.get(at..)?;
+                let mut word = [0u8; 16];
+                word[..rest.len()].copy_from_slice(rest);
+                u128::from_le_bytes(word)
+            }
+        };
+        (word & mask == pattern).then(|| at + self.fields[index].0.len() + 2)
+    }
+
+    fn index_of(&self, key: &str) -> Option<usize> {
+        self.fields.iter().position(|(name, _)| *name == key)
+    }
+}
+
+/// `members`, with each name given as its field in `names` (`None`: a name not listed,
+/// which serde ignores too).
 #[inline]
-pub fn members<'a>(bytes: &'a [u8], mut each: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
+pub fn named_members<'a, F: Copy, const N: usize>(
+    bytes: &'a [u8],
+    names: &Names<F, N>,
+    each: impl FnMut(Option<F>, Value<'a>) -> Option<()>,
+) -> Option<()> {
+    let mut next = 0;
+    member_loop(
+        bytes,
+        |bytes, at| {
+            if let Some(value_at) = names.expected_at(bytes, at, next) {
+                next += 1;
+                return Some((Some(names.fields[next - 1].1), value_at));
+            }
+            let (key, after_key) = string(bytes, at)?;
+            let index = names.index_of(key);
+            if let Some(index) = index {
+                next = index + 1;
+            }
+            Some((index.map(|i| names.fields[i].1), past(bytes, after_key, b':')?))
+        },
+        each,
+    )
+}
+
+/// The object's member loop; `key` reads a name starting at `at` (after its opening quote)
+/// and says where its value may start (after the colon).
+#[inline(always)]
+fn member_loop<'a, K>(
+    bytes: &'a [u8],
+    mut key: impl FnMut(&'a [u8], usize) -> Option<(K, usize)>,
+    mut each: impl FnMut(K, Value<'a>) -> Option<()>,
+) -> Option<()> {
     let mut at = past(bytes, 0, b'{')?;
     loop {
         at = past(bytes, at, b'"')?;
-        let (key, after_key) = string(bytes, at)?;
-        at = past(bytes, after_key, b':')?;
-        let (value, after_value) = value(bytes, skip_whitespace(bytes, at))?;
-        each(key, value)?;
+        let (name, value_at) = key(bytes, at)?;
+        let (value, after_value) = value(bytes, skip_whitespace(bytes, value_at))?;
+        each(name, value)?;
         at = skip_whitespace(bytes, after_value);
         match bytes.get(at) {
             Some(b',') => at += 1,
@@ -319,6 +422,39 @@ mod tests {
                 ("f", Converted::Bool(false)),
             ]
         );
+    }
+
+    #[test]
+    fn named_members_are_found_in_order_out_of_order_and_with_whitespace() {
+        static NAMES: Names<u64, 3> = Names::new([("a", 1), ("bb", 2), ("fourteen_bytes", 3)]);
+        // Each listed member's value is its field; unlisted members hold 9.
+        fn fields(text: &str) -> Option<Vec<(Option<u64>, Value<'_>)>> {
+            let mut out = Vec::new();
+            named_members(text.as_bytes(), &NAMES, |field, value| {
+                out.push((field, value));
+                Some(())
+            })?;
+            Some(out)
+        }
+        for text in [
+            "{\"a\":1,\"bb\":2,\"fourteen_bytes\":3}",
+            "{\"fourteen_bytes\":3,\"bb\":2,\"a\":1}",
+            "{ \"a\" : 1 ,\"bb\" :2,\n\"fourteen_bytes\":\t3 }",
+            "{\"a\":1,\"ab\":9,\"b\":9,\"bbb\":9,\"bb\":2,\"fourteen_bytesx\":9,\"fourteen_byte\":9,\"fourteen_bytes\":3}",
+            "{\"bb\":2}",
+            "{\"a\":1}",
+        ] {
+            let members = fields(text).unwrap_or_else(|| panic!("{text}"));
+            for (field, value) in members {
+                let Value::Number(n) = value else { panic!("{text}: {value:?}") };
+                assert_eq!(n.value(), Number::U64(field.unwrap_or(9)), "{text}");
+            }
+        }
+        assert_eq!(fields("{\"a\":1,\"bb\":2,\"fourteen_bytes\":3}").unwrap().len(), 3);
+        // The scan's verdicts stand whether or not a name was expected.
+        for text in ["{\"a\":1,\"bb\":2", "{\"a\":1,\"b\\u0062\":2}", "{\"a\":1 \"bb\":2}", "{\"a\"1}"] {
+            assert_eq!(fields(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::flat_json::{self, once, Number as JsonNumber, Value};
+use super::flat_json::{self, once, Names, Number as JsonNumber, Value};
 use super::raw::{RawBody, RawRecord};
 use super::rejection::{Reason, Rejection};
 use crate::model::AreaRef;
@@ -118,17 +118,73 @@ fn serde_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     })
 }
 
+/// The members `flat_json` reads, of readings and pile statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    SensorId,
+    Kind,
+    Ts,
+    Value,
+    Unit,
+    PileId,
+    Connector,
+    Status,
+    ErrorCode,
+    PowerKw,
+    Grid,
+    Street,
+    District,
+    Lat,
+    Lon,
+    Vendor,
+    Seq,
+}
+
+/// `JsonReading`'s members in SPEC §1's order, which vendors (and the simulator) keep.
+static READING_NAMES: Names<Field, 12> = Names::new([
+    ("sensor_id", Field::SensorId),
+    ("kind", Field::Kind),
+    ("ts", Field::Ts),
+    ("value", Field::Value),
+    ("unit", Field::Unit),
+    ("grid", Field::Grid),
+    ("street", Field::Street),
+    ("district", Field::District),
+    ("lat", Field::Lat),
+    ("lon", Field::Lon),
+    ("vendor", Field::Vendor),
+    ("seq", Field::Seq),
+]);
+
+/// `JsonPileStatus`'s members in SPEC §1's order.
+static PILE_STATUS_NAMES: Names<Field, 13> = Names::new([
+    ("pile_id", Field::PileId),
+    ("connector", Field::Connector),
+    ("ts", Field::Ts),
+    ("status", Field::Status),
+    ("error_code", Field::ErrorCode),
+    ("power_kw", Field::PowerKw),
+    ("grid", Field::Grid),
+    ("street", Field::Street),
+    ("district", Field::District),
+    ("lat", Field::Lat),
+    ("lon", Field::Lon),
+    ("vendor", Field::Vendor),
+    ("seq", Field::Seq),
+]);
+
 /// `JsonReading` through `flat_json`: the same fields, defaults and duplicate rule.
 fn flat_reading(bytes: &[u8]) -> Option<RawRecord<'_>> {
     let (mut id, mut kind, mut ts, mut value, mut unit) = (None, None, None, None, None);
     let mut shared = SharedMembers::default();
-    flat_json::members(bytes, |key, member| match key {
-        "sensor_id" => once(&mut id, text_of(member)),
-        "kind" => once(&mut kind, optional(member, text_of)),
-        "ts" => once(&mut ts, timestamp_of(member)),
-        "value" => once(&mut value, measured_of(member)),
-        "unit" => once(&mut unit, text_of(member)),
-        _ => shared.read(key, member),
+    flat_json::named_members(bytes, &READING_NAMES, |field, member| match field {
+        Some(Field::SensorId) => once(&mut id, text_of(member)),
+        Some(Field::Kind) => once(&mut kind, optional(member, text_of)),
+        Some(Field::Ts) => once(&mut ts, timestamp_of(member)),
+        Some(Field::Value) => once(&mut value, measured_of(member)),
+        Some(Field::Unit) => once(&mut unit, text_of(member)),
+        Some(other) => shared.read(other, member),
+        None => Some(()),
     })?;
     Some(shared.into_record(id?, kind.flatten().map(Cow::Borrowed), ts?, RawBody::Level { value: value?, unit: Cow::Borrowed(unit?) }))
 }
@@ -137,14 +193,15 @@ fn flat_reading(bytes: &[u8]) -> Option<RawRecord<'_>> {
 fn flat_pile_status(bytes: &[u8]) -> Option<RawRecord<'_>> {
     let (mut id, mut connector, mut ts, mut status, mut error_code, mut power_kw) = (None, None, None, None, None, None);
     let mut shared = SharedMembers::default();
-    flat_json::members(bytes, |key, member| match key {
-        "pile_id" => once(&mut id, text_of(member)),
-        "connector" => once(&mut connector, u64_of(member).and_then(|c| u32::try_from(c).ok())),
-        "ts" => once(&mut ts, timestamp_of(member)),
-        "status" => once(&mut status, text_of(member)),
-        "error_code" => once(&mut error_code, text_of(member)),
-        "power_kw" => once(&mut power_kw, optional(member, measured_of)),
-        _ => shared.read(key, member),
+    flat_json::named_members(bytes, &PILE_STATUS_NAMES, |field, member| match field {
+        Some(Field::PileId) => once(&mut id, text_of(member)),
+        Some(Field::Connector) => once(&mut connector, u64_of(member).and_then(|c| u32::try_from(c).ok())),
+        Some(Field::Ts) => once(&mut ts, timestamp_of(member)),
+        Some(Field::Status) => once(&mut status, text_of(member)),
+        Some(Field::ErrorCode) => once(&mut error_code, text_of(member)),
+        Some(Field::PowerKw) => once(&mut power_kw, optional(member, measured_of)),
+        Some(other) => shared.read(other, member),
+        None => Some(()),
     })?;
     let body = RawBody::Pile {
         connector: connector.unwrap_or_default(),
@@ -170,16 +227,16 @@ struct SharedMembers<'a> {
 }
 
 impl<'a> SharedMembers<'a> {
-    /// Reads `key` if it is one of these; any other member is ignored, as serde ignores it.
-    fn read(&mut self, key: &str, member: Value<'a>) -> Option<()> {
-        match key {
-            "grid" => once(&mut self.grid, text_of(member)),
-            "street" => once(&mut self.street, text_of(member)),
-            "district" => once(&mut self.district, text_of(member)),
-            "lat" => once(&mut self.lat, optional(member, number_of)),
-            "lon" => once(&mut self.lon, optional(member, number_of)),
-            "vendor" => once(&mut self.vendor, text_of(member)),
-            "seq" => once(&mut self.seq, optional(member, u64_of)),
+    /// Reads `field` if it is one of these (the caller reads its own).
+    fn read(&mut self, field: Field, member: Value<'a>) -> Option<()> {
+        match field {
+            Field::Grid => once(&mut self.grid, text_of(member)),
+            Field::Street => once(&mut self.street, text_of(member)),
+            Field::District => once(&mut self.district, text_of(member)),
+            Field::Lat => once(&mut self.lat, optional(member, number_of)),
+            Field::Lon => once(&mut self.lon, optional(member, number_of)),
+            Field::Vendor => once(&mut self.vendor, text_of(member)),
+            Field::Seq => once(&mut self.seq, optional(member, u64_of)),
             _ => Some(()),
         }
     }
@@ -500,6 +557,7 @@ mod tests {
     }
 
     use rand::rngs::SmallRng;
+    use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
 
     /// A random JSON member value of every kind the two paths might disagree on.
@@ -559,6 +617,10 @@ mod tests {
         for _ in 0..rng.gen_range(0..2) {
             let key = ["x", "sensor_idx", "Sensor_id", "seq", "ts", "ven\\u0064or"][rng.gen_range(0..6)];
             members.push(format!("\"{key}\":{}", random_value(rng)));
+        }
+        // Mostly in SPEC order, which the fast path expects; sometimes not.
+        if rng.gen_bool(0.2) {
+            members.shuffle(rng);
         }
         let gap = || [" ", "", "\n ", "\t"][rand::random::<usize>() % 4];
         let mut text = format!("{}{{{}", gap(), gap());
