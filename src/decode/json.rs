@@ -141,29 +141,26 @@ enum Field {
 }
 
 /// `JsonReading`'s members in SPEC §1's order, which vendors (and the simulator) keep.
-static READING_NAMES: Names<Field, 12> = Names::new([
+static READING_NAMES: Names<Field, 12> = Names::new(then_shared([
     ("sensor_id", Field::SensorId),
     ("kind", Field::Kind),
     ("ts", Field::Ts),
     ("value", Field::Value),
     ("unit", Field::Unit),
-    ("grid", Field::Grid),
-    ("street", Field::Street),
-    ("district", Field::District),
-    ("lat", Field::Lat),
-    ("lon", Field::Lon),
-    ("vendor", Field::Vendor),
-    ("seq", Field::Seq),
-]);
+]));
 
 /// `JsonPileStatus`'s members in SPEC §1's order.
-static PILE_STATUS_NAMES: Names<Field, 13> = Names::new([
+static PILE_STATUS_NAMES: Names<Field, 13> = Names::new(then_shared([
     ("pile_id", Field::PileId),
     ("connector", Field::Connector),
     ("ts", Field::Ts),
     ("status", Field::Status),
     ("error_code", Field::ErrorCode),
     ("power_kw", Field::PowerKw),
+]));
+
+/// The members both records end with (`SharedMembers`), in SPEC §1's order.
+const SHARED_NAMES: [(&str, Field); 7] = [
     ("grid", Field::Grid),
     ("street", Field::Street),
     ("district", Field::District),
@@ -171,7 +168,19 @@ static PILE_STATUS_NAMES: Names<Field, 13> = Names::new([
     ("lon", Field::Lon),
     ("vendor", Field::Vendor),
     ("seq", Field::Seq),
-]);
+];
+
+/// A record's own member names followed by the shared ones (`M` = `N` + 7).
+const fn then_shared<const N: usize, const M: usize>(own: [(&'static str, Field); N]) -> [(&'static str, Field); M] {
+    assert!(N + SHARED_NAMES.len() == M, "M is N plus the shared names");
+    let mut all = [("", Field::Seq); M];
+    let mut i = 0;
+    while i < M {
+        all[i] = if i < N { own[i] } else { SHARED_NAMES[i - N] };
+        i += 1;
+    }
+    all
+}
 
 /// `JsonReading` through `flat_json`: the same fields, defaults and duplicate rule.
 fn flat_reading(bytes: &[u8]) -> Option<RawRecord<'_>> {
