@@ -117,7 +117,7 @@ impl<F: Copy, const N: usize> Names<F, N> {
             while j < name.len() {
                 let b = name[j];
                 assert!(b >= 0x20 && b < 0x80 && b != b'"' && b != b'\\', "a member name of ASCII text without quotes or escapes");
-                pattern |= (name[j] as u128) << (8 * j);
+                pattern |= (b as u128) << (8 * j);
                 j += 1;
             }
             pattern |= (b'"' as u128) << (8 * name.len()) | (b':' as u128) << (8 * (name.len() + 1));

@@ -818,7 +818,7 @@ fn record_checkpoint(
 ///
 /// `acknowledged` takes the items out of the batch and leaves its allocation: one batch
 /// vector, sized once, serves every batch (growing a fresh one each time cost a copy per
-/// doubling and fresh pages from the kernel: 4 % of an end-to-end run's CPU).
+/// doubling and memory faulted in again: a profile put 4 % of an end-to-end run's CPU there).
 pub(crate) async fn run_sink<T: Send + 'static>(
     mut items: ChunkReceiver<T>,
     mut influx: Option<InfluxWriter>,
