@@ -18,6 +18,9 @@
 #   CITYSENSE_SECTION__FIELD overrides reach the pipeline (e.g. CITYSENSE_PIPELINE__CHECKPOINT_INTERVAL=1h).
 #   BENCH_PERF=1 records a perf profile of each citysense run under target/bench/.
 #   BENCH_DISCARD=1 adds run (b') to every run.
+#   BENCH_DISCARD_B="VAR=value …" adds a second run (b'') with these environment settings
+#       on the same topics, in alternating order with (b'): an A/B in the same run (e.g.
+#       BENCH_DISCARD_B="CITYSENSE_TOPICS__PM25__FORMAT=protobuf" or "MIMALLOC_ALLOW_THP=1").
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
@@ -36,6 +39,7 @@ cargo build --release --locked --quiet --bin citysense --example raw_consume --e
     --example discard_store
 BIN="$ROOT/target/release"
 
+[ -n "${BENCH_DISCARD_B:-}" ] && BENCH_DISCARD=1
 if [ "${BENCH_DISCARD:-0}" = 1 ]; then
     DISCARD_PORT="$(free_port)"
     "$BIN/examples/discard_store" "$DISCARD_PORT" >>"$OUT/discard-store.log" 2>&1 &
@@ -56,6 +60,22 @@ services_cpu_since() {
 }
 
 create_topic() { "$TANSU" topic create "$1" --partitions "$2" --broker "tcp://${3:-$CITYSENSE_TEST_KAFKA}" >/dev/null; }
+
+# One run of citysense against the discarding store on topics $prefix.*, with checkpoints
+# and aggregates of its own (`$1` names them), under the environment settings `$2…`.
+discard_run() {
+    local name="$1"
+    shift
+    create_topic "$prefix.checkpoints-$name" 1
+    create_topic "$prefix.aggregates-$name" 4
+    local before result
+    before="$(services_cpu)"
+    result="$(env "$@" CITYSENSE_TOPICS__CHECKPOINTS="$prefix.checkpoints-$name" CITYSENSE_ROLLUP__TOPIC="$prefix.aggregates-$name" \
+        "$BIN/examples/pipeline_bench" "$CITYSENSE_TEST_KAFKA" "$prefix" "$RECORDS" "$DISCARD_URL" 2>>"$OUT/pipeline.log")"
+    log "[$format $run/$RUNS] citysense, discarding store ($name${*:+: $*}): $result (store received $(curl -s "$DISCARD_URL/stats"))" >&2
+    log "[$format $run/$RUNS] CPU seconds during that run: $(services_cpu_since "$before")" >&2
+    echo "$result"
+}
 
 # Each alert-latency run gets a broker of its own. tansu's memory store keeps every record
 # and its CPU grows with it (0.8 → 1.1 cores at 50 k readings/s over one 130 s run, while
@@ -97,19 +117,21 @@ for format in ${BENCH_FORMATS:-json protobuf}; do
         # Where the machine's two cores went meanwhile: citysense's own CPU is in its line.
         log "[$format $run/$RUNS] CPU seconds during citysense's run: $(services_cpu_since "$services_cpu_before")"
         discard=null
-        if [ "${BENCH_DISCARD:-0}" = 1 ]; then
-            # Same input topics; checkpoints and aggregates of its own, so that nothing of
-            # the run above is restored or rolled up again.
-            create_topic "$prefix.checkpoints-discard" 1
-            create_topic "$prefix.aggregates-discard" 4
-            services_cpu_before="$(services_cpu)"
-            discard="$(CITYSENSE_TOPICS__CHECKPOINTS="$prefix.checkpoints-discard" CITYSENSE_ROLLUP__TOPIC="$prefix.aggregates-discard" \
-                "$BIN/examples/pipeline_bench" "$CITYSENSE_TEST_KAFKA" "$prefix" "$RECORDS" "$DISCARD_URL" 2>>"$OUT/pipeline.log")"
-            log "[$format $run/$RUNS] citysense, discarding store: $discard (store received $(curl -s "$DISCARD_URL/stats"))"
-            log "[$format $run/$RUNS] CPU seconds during that run: $(services_cpu_since "$services_cpu_before")"
+        discard_b=null
+        # Same input topics; checkpoints and aggregates of their own, so that nothing of
+        # the run above is restored or rolled up again. With an A/B, odd runs go A first
+        # and even runs B first, so that neither always meets the fuller broker.
+        if [ -n "${BENCH_DISCARD_B:-}" ] && [ $((run % 2)) = 0 ]; then
+            # shellcheck disable=SC2086 # BENCH_DISCARD_B is a list of VAR=value words.
+            discard_b="$(discard_run discard-b $BENCH_DISCARD_B)"
+        fi
+        [ "${BENCH_DISCARD:-0}" = 1 ] && discard="$(discard_run discard)"
+        if [ -n "${BENCH_DISCARD_B:-}" ] && [ $((run % 2)) = 1 ]; then
+            # shellcheck disable=SC2086
+            discard_b="$(discard_run discard-b $BENCH_DISCARD_B)"
         fi
         [ "$run" = 0 ] && continue
-        printf '{"format":"%s","run":%s,"raw":%s,"citysense":%s,"discard":%s}\n' "$format" "$run" "$raw" "$e2e" "$discard" >>"$RESULTS"
+        printf '{"format":"%s","run":%s,"raw":%s,"citysense":%s,"discard":%s,"discard_b":%s}\n' "$format" "$run" "$raw" "$e2e" "$discard" "$discard_b" >>"$RESULTS"
     done
 done
 
@@ -131,7 +153,7 @@ for run in $(seq 1 "${BENCH_ALERT_RUNS:-$RUNS}"); do
     echo "$latency" >>"$ALERT_RESULTS"
 done
 
-python3 - "$RESULTS" "$RECORDS" "$SENSORS" "$ALERT_RESULTS" >"$OUT/results.md" <<'PY'
+python3 - "$RESULTS" "$RECORDS" "$SENSORS" "$ALERT_RESULTS" "${BENCH_DISCARD_B:-}" >"$OUT/results.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print(f"{sys.argv[2]} readings per run, {sys.argv[3]} sensors, {len(rows)} runs\n")
@@ -149,15 +171,31 @@ for fmt in ("json", "protobuf"):
 discarded = [r for r in rows if r.get("discard")]
 if discarded:
     print("\nThe same topics, the store replaced by one that keeps nothing (BENCH_DISCARD=1):\n")
-    print("| format | citysense end to end, store discarding (rec/s) min / median / max | ratio to raw (median of per-run ratios) |")
-    print("|---|---|---|")
+    print("| format | citysense end to end, store discarding (rec/s) min / median / max | ratio to raw (median of per-run ratios) | citysense CPU s per run |")
+    print("|---|---|---|---|")
     for fmt in ("json", "protobuf"):
         rs = [r for r in discarded if r["format"] == fmt]
         if not rs:
             continue
         d = sorted(r["discard"]["per_second"] for r in rs)
         ratio = statistics.median(r["discard"]["per_second"] / r["raw"]["per_second"] for r in rs)
-        print(f"| {fmt} | {min(d):,.0f} / {statistics.median(d):,.0f} / {max(d):,.0f} | {ratio:.2f} |")
+        cpu = " / ".join(f"{r['discard']['cpu_seconds']:.2f}" for r in rs)
+        print(f"| {fmt} | {min(d):,.0f} / {statistics.median(d):,.0f} / {max(d):,.0f} | {ratio:.2f} | {cpu} |")
+compared = [r for r in discarded if r.get("discard_b")]
+if compared:
+    print(f"\nA/B on the same topics, discarding store, alternating order (B: {sys.argv[5]}):\n")
+    print("| format | A rec/s min / median / max | B rec/s min / median / max | B / A (median of per-run ratios) | A CPU s per run | B CPU s per run |")
+    print("|---|---|---|---|---|---|")
+    for fmt in ("json", "protobuf"):
+        rs = [r for r in compared if r["format"] == fmt]
+        if not rs:
+            continue
+        f = lambda v: f"{min(v):,.0f} / {statistics.median(v):,.0f} / {max(v):,.0f}"
+        a = [r["discard"]["per_second"] for r in rs]
+        b = [r["discard_b"]["per_second"] for r in rs]
+        ratio = statistics.median(r["discard_b"]["per_second"] / r["discard"]["per_second"] for r in rs)
+        cpu = lambda key: " / ".join(f"{r[key]['cpu_seconds']:.2f}" for r in rs)
+        print(f"| {fmt} | {f(a)} | {f(b)} | {ratio:.2f} | {cpu('discard')} | {cpu('discard_b')} |")
 latency = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
 if latency:
     print("\n| run | target rec/s | produced rec/s | alert events | p50 ms | p99 ms | max ms | handed to producer p50 / p99 ms |")
