@@ -5,8 +5,9 @@
 //! HTTP bodies all the time; once mimalloc has given freed memory back to the kernel, the
 //! next touch of it faults in and clears a whole 2 MiB page. In an end-to-end run a tenth of
 //! citysense's CPU went to clearing such pages (`clear_page_rep` under
-//! `do_huge_pmd_anonymous_page`), and turning huge pages off cut its CPU per reading by
-//! 12 % (BENCHMARKS.md, tenth session). The in-process core does not notice either way.
+//! `do_huge_pmd_anonymous_page`); turning huge pages off cut its CPU per reading by 6–8 %
+//! (BENCHMARKS.md, tenth session: an A/B in one bench run, 4 KiB faults being more but
+//! cheaper). The in-process core does not notice either way.
 
 /// The environment variable with which an operator keeps mimalloc's own choice.
 pub const KEEP_HUGE_PAGES_VAR: &str = "MIMALLOC_ALLOW_THP";
