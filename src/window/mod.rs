@@ -4,6 +4,7 @@
 //! wall time comes in as an argument.
 
 pub mod partition;
+mod schedule;
 pub mod spec;
 pub mod watermark;
 

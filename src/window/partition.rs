@@ -13,7 +13,7 @@
 //! pruning the duplicate memory of closed windows invisible.
 //!
 //! Layout, for memory and speed: each sensor has a slot holding its panes per slide (a short
-//! deque ordered by end, in the owning spec's entry) and its accepted timestamps; one ordered schedule holds, per
+//! deque ordered by end, in the owning spec's entry) and its accepted timestamps; one schedule (`schedule.rs`, a min-heap) holds, per
 //! (sensor, spec), the event time at which it next needs attention (its next window closes
 //! or its oldest pane can go). A reading touches only its own sensor's slot; the schedule
 //! changes once per new pane, not per reading.
@@ -22,12 +22,13 @@
 //! into a checkpoint (`pipeline::checkpoint`): a restored partition continues exactly where
 //! the checkpoint was taken.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 use smol_str::SmolStr;
 
+use super::schedule::{Entry, Schedule, Slot};
 use super::{Watermark, WindowSpec};
 use crate::aggregate::{Accumulator, Sample};
 use crate::decode::{Reason, Rejection};
@@ -77,9 +78,6 @@ pub struct SensorBudget {
 pub const STATE_FORMAT: u32 = 4;
 /// The encoding before panes were shared, restored by moving each group's panes to its owner.
 pub const STATE_FORMAT_UNSHARED: u32 = 3;
-
-/// A sensor's index in `OpenState::sensors`.
-type Slot = u32;
 
 /// One slide-sized slice of event time for one sensor and slide. A window is the merge of
 /// the `size / slide` panes it covers (one pane for a tumbling window), so a reading
@@ -181,7 +179,7 @@ impl PaneSharing {
 }
 
 /// The part of a partition's window state that a checkpoint carries.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct OpenState {
     watermark: Watermark,
     /// Sensor id → slot. foldhash: fast on short ids, seeded per map.
@@ -189,10 +187,9 @@ struct OpenState {
     /// Slots; `None` where a forgotten sensor was (reused first).
     sensors: Vec<Option<SensorState>>,
     free_slots: Vec<Slot>,
-    /// (due, slot, spec index): when the watermark reaches `due`, that (sensor, spec) has a
-    /// window to close or a pane to drop. Closing pops from the front, so windows close in
-    /// order of end.
-    schedule: BTreeSet<(i64, Slot, u32)>,
+    /// When each (sensor, spec) next needs attention; closing takes the earliest first, so
+    /// windows close in order of end. Its live entries are those `SpecPanes::due_ms` names.
+    schedule: Schedule,
     /// Windows with data that have not closed yet.
     open_windows: usize,
 }
@@ -319,17 +316,37 @@ impl SensorState {
     }
 }
 
+/// Written as the derived form would write it (format 4), with the schedule as its live
+/// entries, ascending: the entries left behind in the heap are not state.
+impl serde::Serialize for OpenState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut live: Vec<Entry> = Vec::new();
+        for (slot, state) in self.sensors.iter().enumerate() {
+            let Some(state) = state else { continue };
+            live.extend(state.specs.iter().enumerate().filter_map(|(j, panes)| panes.due_ms.map(|due| (due, slot as Slot, j as u32))));
+        }
+        live.sort_unstable();
+        let mut fields = serializer.serialize_struct("OpenState", 6)?;
+        fields.serialize_field("watermark", &self.watermark)?;
+        fields.serialize_field("slots", &self.slots)?;
+        fields.serialize_field("sensors", &self.sensors)?;
+        fields.serialize_field("free_slots", &self.free_slots)?;
+        fields.serialize_field("schedule", &live)?;
+        fields.serialize_field("open_windows", &self.open_windows)?;
+        fields.end()
+    }
+}
+
 impl OpenState {
-    /// Moves the schedule entry of (`slot`, `spec_index`) to its current due time.
-    fn reschedule(schedule: &mut BTreeSet<(i64, Slot, u32)>, slot: Slot, spec_index: u32, due: Option<i64>, panes: &mut SpecPanes) {
+    /// Moves the schedule entry of (`slot`, `spec_index`) to its current due time: the new
+    /// entry goes in, the old one stays behind until it comes up and is skipped.
+    fn reschedule(schedule: &mut Schedule, slot: Slot, spec_index: u32, due: Option<i64>, panes: &mut SpecPanes) {
         if panes.due_ms == due {
             return;
         }
-        if let Some(old) = panes.due_ms {
-            schedule.remove(&(old, slot, spec_index));
-        }
         if let Some(new) = due {
-            schedule.insert((new, slot, spec_index));
+            schedule.push((new, slot, spec_index));
         }
         panes.due_ms = due;
     }
@@ -372,7 +389,7 @@ impl PartitionWindows {
                 slots: HashMap::default(),
                 sensors: Vec::new(),
                 free_slots: Vec::new(),
-                schedule: BTreeSet::new(),
+                schedule: Schedule::default(),
                 open_windows: 0,
             },
             last_record_wall_ms: now_wall_ms,
@@ -434,7 +451,7 @@ impl PartitionWindows {
                 let due = next_due(&state.specs, specs, sharing.of(j), j, timing);
                 state.specs[j].due_ms = due;
                 if let Some(due) = due {
-                    self.open.schedule.insert((due, slot as Slot, j as u32));
+                    self.open.schedule.push((due, slot as Slot, j as u32));
                 }
             }
         }
@@ -611,7 +628,7 @@ impl PartitionWindows {
         let timing = self.timing;
         let watermark = self.open.watermark.current();
         // Most readings close nothing.
-        if self.open.schedule.first().is_none_or(|&(due, _, _)| due > watermark) {
+        if self.open.schedule.peek().is_none_or(|(due, _, _)| due > watermark) {
             return;
         }
         let specs = self.specs.clone();
@@ -620,12 +637,23 @@ impl PartitionWindows {
         let min_size = specs.iter().map(|s| s.size_ms).min().unwrap_or(0);
         let dedup_horizon =
             watermark.saturating_sub(timing.allowed_lateness_ms).saturating_sub(timing.update_horizon_ms()).saturating_sub(min_size);
-        while let Some(&(due, slot, spec_index)) = self.open.schedule.first() {
+        while let Some((due, slot, spec_index)) = self.open.schedule.peek() {
             if due > watermark {
                 break;
             }
-            self.open.schedule.pop_first();
+            self.open.schedule.pop();
             let index = spec_index as usize;
+            // An entry left behind by a reschedule: no longer its (sensor, spec)'s time.
+            let live = self
+                .open
+                .sensors
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .and_then(|s| s.specs.get(index))
+                .is_some_and(|panes| panes.due_ms == Some(due));
+            if !live {
+                continue;
+            }
             let group = sharing.of(index);
             let owner = group.owner;
             let spec = &specs[index];
