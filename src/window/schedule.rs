@@ -38,12 +38,6 @@ impl Schedule {
     pub fn clear(&mut self) {
         self.heap.clear();
     }
-
-    /// Entries held, including those left behind.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
 }
 
 /// Reads the ascending entries a checkpoint holds (the live ones).
