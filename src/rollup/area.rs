@@ -19,6 +19,19 @@ pub struct AreaSettings {
     pub sources_per_kind: [usize; 4],
 }
 
+impl AreaSettings {
+    /// Whether the area window ending at `end_ms` has closed, once every source of its kind
+    /// has passed `closed_through` (`None`: not all have reported yet).
+    fn closed(&self, end_ms: i64, closed_through: Option<i64>) -> bool {
+        closed_through.is_some_and(|wm| end_ms + self.allowed_lateness_ms <= wm)
+    }
+
+    /// Whether it is also past its update horizon: no correction reaches it any more.
+    fn expired(&self, end_ms: i64, closed_through: Option<i64>) -> bool {
+        closed_through.is_some_and(|wm| end_ms + self.allowed_lateness_ms + self.update_horizon_ms <= wm)
+    }
+}
+
 /// Area results to write, holding `hold_offset` of the aggregates partition until acknowledged,
 /// and each sensor's deviation from its peers (for outlier rules).
 #[derive(Debug, Clone, PartialEq)]
@@ -147,10 +160,9 @@ impl AreaPartition {
     /// Forgets area windows past their update horizon once `committed` is past the marker
     /// that closed them: no restore can reopen them any more.
     pub fn forget_committed(&mut self, committed: i64, settings: &AreaSettings) {
-        let horizon = settings.allowed_lateness_ms + settings.update_horizon_ms;
         let closed_through = self.closed_through_all(settings);
         self.buckets.retain(|key, b| {
-            let expired = closed_through[key.0.index()].is_some_and(|wm| key.2 + horizon <= wm);
+            let expired = settings.expired(key.2, closed_through[key.0.index()]);
             !(expired && b.closed_at.is_some_and(|closed| closed < committed))
         });
     }
@@ -185,8 +197,8 @@ impl AreaPartition {
     fn add_window(&mut self, window: SensorWindow, offset: i64, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
         let key = (window.kind, window.window.clone(), window.end_ms);
         let closed_through = self.closed_through(window.kind, settings);
-        let closed = closed_through.is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms <= wm);
-        let expired = closed_through.is_some_and(|wm| window.end_ms + settings.allowed_lateness_ms + settings.update_horizon_ms <= wm);
+        let closed = settings.closed(window.end_ms, closed_through);
+        let expired = settings.expired(window.end_ms, closed_through);
         match self.buckets.get_mut(&key) {
             // Past its update horizon, kept only until a commit passes its closing marker.
             Some(_) if expired => self.dropped_after_close += 1,
@@ -214,7 +226,7 @@ impl AreaPartition {
     fn close_ready(&mut self, kind: Kind, offset: i64, settings: &AreaSettings, catalog: &AreaCatalog, out: &mut Vec<AreaEmit>) {
         let Some(watermark) = self.closed_through(kind, settings) else { return };
         for (key, bucket) in self.buckets.iter_mut().filter(|(k, _)| k.0 == kind) {
-            if key.2 + settings.allowed_lateness_ms > watermark || bucket.closed_at.is_some() {
+            if !settings.closed(key.2, Some(watermark)) || bucket.closed_at.is_some() {
                 continue;
             }
             bucket.closed_at = Some(offset);
