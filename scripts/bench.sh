@@ -156,46 +156,46 @@ done
 python3 - "$RESULTS" "$RECORDS" "$SENSORS" "$ALERT_RESULTS" "${BENCH_DISCARD_B:-}" >"$OUT/results.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+
+def by_format(rs):
+    """(format, its runs) for each format measured (BENCH_FORMATS may leave one out)."""
+    for fmt in ("json", "protobuf"):
+        of_format = [r for r in rs if r["format"] == fmt]
+        if of_format:
+            yield fmt, of_format
+
+def spread(rs, key):
+    """min / median / max of a run's rate."""
+    v = [r[key]["per_second"] for r in rs]
+    return f"{min(v):,.0f} / {statistics.median(v):,.0f} / {max(v):,.0f}"
+
+def ratio(rs, key, base):
+    """The median of the per-run ratios of two rates."""
+    return statistics.median(r[key]["per_second"] / r[base]["per_second"] for r in rs)
+
+def cpu(rs, key):
+    """citysense's CPU seconds in each run."""
+    return " / ".join(f"{r[key]['cpu_seconds']:.2f}" for r in rs)
+
 print(f"{sys.argv[2]} readings per run, {sys.argv[3]} sensors, {len(rows)} runs\n")
 print("| format | raw consume (rec/s) min / median / max | citysense end to end (rec/s) min / median / max | ratio (median of per-run ratios) |")
 print("|---|---|---|---|")
-for fmt in ("json", "protobuf"):
-    rs = [r for r in rows if r["format"] == fmt]
-    if not rs:  # BENCH_FORMATS left this format out
-        continue
-    raw = sorted(r["raw"]["per_second"] for r in rs)
-    e2e = sorted(r["citysense"]["per_second"] for r in rs)
-    ratio = statistics.median(r["citysense"]["per_second"] / r["raw"]["per_second"] for r in rs)
-    f = lambda v: f"{min(v):,.0f} / {statistics.median(v):,.0f} / {max(v):,.0f}"
-    print(f"| {fmt} | {f(raw)} | {f(e2e)} | {ratio:.2f} |")
+for fmt, rs in by_format(rows):
+    print(f"| {fmt} | {spread(rs, 'raw')} | {spread(rs, 'citysense')} | {ratio(rs, 'citysense', 'raw'):.2f} |")
 discarded = [r for r in rows if r.get("discard")]
 if discarded:
     print("\nThe same topics, the store replaced by one that keeps nothing (BENCH_DISCARD=1):\n")
     print("| format | citysense end to end, store discarding (rec/s) min / median / max | ratio to raw (median of per-run ratios) | citysense CPU s per run |")
     print("|---|---|---|---|")
-    for fmt in ("json", "protobuf"):
-        rs = [r for r in discarded if r["format"] == fmt]
-        if not rs:
-            continue
-        d = sorted(r["discard"]["per_second"] for r in rs)
-        ratio = statistics.median(r["discard"]["per_second"] / r["raw"]["per_second"] for r in rs)
-        cpu = " / ".join(f"{r['discard']['cpu_seconds']:.2f}" for r in rs)
-        print(f"| {fmt} | {min(d):,.0f} / {statistics.median(d):,.0f} / {max(d):,.0f} | {ratio:.2f} | {cpu} |")
+    for fmt, rs in by_format(discarded):
+        print(f"| {fmt} | {spread(rs, 'discard')} | {ratio(rs, 'discard', 'raw'):.2f} | {cpu(rs, 'discard')} |")
 compared = [r for r in discarded if r.get("discard_b")]
 if compared:
     print(f"\nA/B on the same topics, discarding store, alternating order (B: {sys.argv[5]}):\n")
     print("| format | A rec/s min / median / max | B rec/s min / median / max | B / A (median of per-run ratios) | A CPU s per run | B CPU s per run |")
     print("|---|---|---|---|---|---|")
-    for fmt in ("json", "protobuf"):
-        rs = [r for r in compared if r["format"] == fmt]
-        if not rs:
-            continue
-        f = lambda v: f"{min(v):,.0f} / {statistics.median(v):,.0f} / {max(v):,.0f}"
-        a = [r["discard"]["per_second"] for r in rs]
-        b = [r["discard_b"]["per_second"] for r in rs]
-        ratio = statistics.median(r["discard_b"]["per_second"] / r["discard"]["per_second"] for r in rs)
-        cpu = lambda key: " / ".join(f"{r[key]['cpu_seconds']:.2f}" for r in rs)
-        print(f"| {fmt} | {f(a)} | {f(b)} | {ratio:.2f} | {cpu('discard')} | {cpu('discard_b')} |")
+    for fmt, rs in by_format(compared):
+        print(f"| {fmt} | {spread(rs, 'discard')} | {spread(rs, 'discard_b')} | {ratio(rs, 'discard_b', 'discard'):.2f} | {cpu(rs, 'discard')} | {cpu(rs, 'discard_b')} |")
 latency = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
 if latency:
     print("\n| run | target rec/s | produced rec/s | alert events | p50 ms | p99 ms | max ms | handed to producer p50 / p99 ms |")
