@@ -309,8 +309,8 @@ impl Processor {
         checkpoint: &PartitionCheckpoint,
         now_wall_ms: i64,
     ) -> Result<(), RestoreError> {
-        // A state from before panes were shared is still read (`PartitionWindows::restore`).
-        let formats = [crate::window::STATE_FORMAT, crate::window::STATE_FORMAT_UNSHARED];
+        // Older pane layouts are still read (`PartitionWindows::restore`).
+        let formats = [crate::window::STATE_FORMAT, crate::window::STATE_FORMAT_PER_SLIDE, crate::window::STATE_FORMAT_UNSHARED];
         if !formats.iter().any(|&format| checkpoint.layout == self.layout(source.kind, format)) {
             return Err(RestoreError::Layout);
         }
@@ -426,12 +426,13 @@ mod tests {
         let mut reconfigured = Processor::new(other, Arc::new(Registry::empty()));
         assert_eq!(reconfigured.restore_partition(P0, &checkpoint, NOW), Err(RestoreError::Layout));
 
-        // The state format is part of the layout: the previous one (panes not shared yet) is
-        // read, anything else is not.
+        // The state format is part of the layout: the previous ones (panes shared per slide,
+        // not shared) are read, anything else is not.
         let mut upgraded = processor();
-        let unshared =
-            PartitionCheckpoint { layout: upgraded.layout(Kind::Pm25, crate::window::STATE_FORMAT_UNSHARED), ..checkpoint.clone() };
-        assert_eq!(upgraded.restore_partition(P0, &unshared, NOW), Ok(()));
+        for format in [crate::window::STATE_FORMAT_PER_SLIDE, crate::window::STATE_FORMAT_UNSHARED] {
+            let older = PartitionCheckpoint { layout: upgraded.layout(Kind::Pm25, format), ..checkpoint.clone() };
+            assert_eq!(upgraded.restore_partition(P0, &older, NOW), Ok(()));
+        }
         let older = PartitionCheckpoint { layout: upgraded.layout(Kind::Pm25, crate::window::STATE_FORMAT_UNSHARED - 1), ..checkpoint };
         assert_eq!(upgraded.restore_partition(P0, &older, NOW), Err(RestoreError::Layout));
     }

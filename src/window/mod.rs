@@ -8,6 +8,8 @@ mod schedule;
 pub mod spec;
 pub mod watermark;
 
-pub use partition::{LatePolicy, PartitionWindows, SensorBudget, WindowTiming, STATE_FORMAT, STATE_FORMAT_UNSHARED};
+pub use partition::{
+    LatePolicy, PartitionWindows, SensorBudget, WindowTiming, STATE_FORMAT, STATE_FORMAT_PER_SLIDE, STATE_FORMAT_UNSHARED,
+};
 pub use spec::WindowSpec;
 pub use watermark::Watermark;
