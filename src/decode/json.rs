@@ -77,7 +77,10 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     }
 }
 
-/// `decode_reading` through serde_json alone.
+/// `decode_reading` through serde_json alone: the fallback for what the flat parser leaves
+/// to it, kept out of line (inlined, it cost the flat path 3 % in instructions).
+#[cold]
+#[inline(never)]
 fn serde_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let json: JsonReading = parse(bytes)?;
     Ok(RawRecord {
@@ -99,7 +102,9 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     }
 }
 
-/// `decode_pile_status` through serde_json alone.
+/// `decode_pile_status` through serde_json alone, kept out of line likewise.
+#[cold]
+#[inline(never)]
 fn serde_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     let json: JsonPileStatus = parse(bytes)?;
     Ok(RawRecord {

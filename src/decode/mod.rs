@@ -46,16 +46,32 @@ fn resolve_format(format: Format, payload: &[u8], content_type: Option<&str>) ->
 }
 
 /// `bytes` as text when they are UTF-8. Records, ids, units and area names are ASCII:
-/// `is_ascii` checks those a word at a time, where `from_utf8` walks short strings byte by
+/// `ascii` checks those a word at a time, where `from_utf8` walks short strings byte by
 /// byte through its full decoder (12 % of the core's instructions on protobuf before this
 /// fast path).
 #[inline]
 fn utf8(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
+    if ascii(bytes) {
         // SAFETY: ASCII is valid UTF-8.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {
         std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// `bytes.is_ascii()`, for the short strings records carry (ids, units, area codes): up to
+/// 16 bytes in two overlapping loads, where the standard one goes byte by byte below 8.
+#[inline(always)]
+fn ascii(bytes: &[u8]) -> bool {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let len = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()));
+    match len {
+        0..=3 => bytes.iter().fold(0, |seen, &b| seen | b) < 0x80,
+        4..=7 => (half(0) | half(len - 4)) & HIGH_BITS == 0,
+        8..=16 => (word(0) | word(len - 8)) & HIGH_BITS == 0,
+        _ => bytes.is_ascii(),
     }
 }
 
@@ -104,6 +120,19 @@ mod tests {
 
     use super::*;
     use crate::proto;
+
+    #[test]
+    fn the_short_ascii_check_agrees_with_the_standard_one_at_every_length_and_position() {
+        for len in 0..40 {
+            let text = vec![b'a'; len];
+            assert!(ascii(&text), "{len} ASCII bytes");
+            for at in 0..len {
+                let mut high = text.clone();
+                high[at] = 0x80;
+                assert!(!ascii(&high), "a high byte at {at} of {len}");
+            }
+        }
+    }
 
     const NOW: i64 = 1_764_057_600_000;
 

@@ -14,6 +14,20 @@ impl std::fmt::Display for WireError {
     }
 }
 
+/// Bit k is set when byte k is a whole, valid key other than an end-group tag: field 1 to
+/// 15 (k >> 3 ≠ 0), wire type 0, 1, 2, 3 or 5 (k & 7).
+const VALID_ONE_BYTE_KEYS: u128 = {
+    let mut keys = 0u128;
+    let mut k = 8;
+    while k < 128 {
+        if matches!(k & 7, 0 | 1 | 2 | 3 | 5) {
+            keys |= 1 << k;
+        }
+        k += 1;
+    }
+    keys
+};
+
 /// prost's limit on nested groups.
 const RECURSION_LIMIT: u32 = 100;
 
@@ -31,8 +45,11 @@ impl<'a> Reader<'a> {
     /// The next field's (number, wire type); `None` at the end of the message.
     #[inline(always)]
     pub fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
-        if self.0.rest.is_empty() {
-            return Ok(None);
+        let Some(&first) = self.0.rest.first() else { return Ok(None) };
+        // Fields 1 to 15 have one-byte keys: one bit test for all the checks below.
+        if first < 0x80 && (VALID_ONE_BYTE_KEYS >> first) & 1 == 1 {
+            self.0.rest = &self.0.rest[1..];
+            return Ok(Some((u32::from(first >> 3), first & 7)));
         }
         match self.0.key()? {
             (_, 4) => Err(WireError("unexpected end group tag")),
