@@ -1,6 +1,7 @@
 //! criterion benches of the synchronous core: decoding (JSON, protobuf), the sketch, and
 //! the whole decode → validate → window → domain → alert → line-protocol path per reading
-//! on one thread, at 1 k, 10 k and 100 k PM2.5 sensors.
+//! on one thread, at 1 k, 10 k and 100 k PM2.5 sensors, from nothing and (at 10 k) in a
+//! steady state.
 
 use std::sync::Arc;
 
@@ -87,21 +88,7 @@ fn core(c: &mut Criterion) {
                 b.iter_batched(
                     || Processor::new(settings.clone(), Arc::new(Registry::empty())),
                     |mut processor| {
-                        let (mut emitted, mut lines) = (Vec::new(), String::with_capacity(1 << 16));
-                        for (offset, r) in input.iter().enumerate() {
-                            let record = InputRecord {
-                                source: SourcePartition { kind: Kind::Pm25, partition: 0 },
-                                offset: offset as i64,
-                                format: Format::Auto,
-                                payload: Some(&r.payload),
-                                content_type: Some(r.content_type),
-                            };
-                            let _ = processor.process(record, START + 86_400_000, &mut emitted);
-                            for e in emitted.drain(..) {
-                                encode_window(&e.window, &mut lines);
-                            }
-                            lines.clear();
-                        }
+                        feed(&mut processor, &input, 0);
                         processor
                     },
                     BatchSize::PerIteration,
@@ -112,5 +99,57 @@ fn core(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, sketch, core);
+/// The core at 10 k sensors in its steady state: the processor has already read the 5
+/// minutes before (sensors tracked, their hour and day panes open), as a running pipeline
+/// has, where `core` starts every iteration from nothing (each sensor's first reading
+/// creates its state, 1 reading in 30).
+fn core_warm(c: &mut Criterion) {
+    let mut settings = CoreSettings::from(&Settings::defaults());
+    settings.decoder.limits.max_age_ms = None;
+    let mut group = c.benchmark_group("core_pm25_default_windows_warm");
+    group.sample_size(10);
+    let (sensors, count) = (10_000, 300_000);
+    for (format_name, format) in [("json", SimFormat::Json), ("protobuf", SimFormat::Protobuf)] {
+        let mut input = records(sensors, 2 * count, format);
+        let measured = input.split_off(count);
+        group.throughput(Throughput::Elements(measured.len() as u64));
+        group.bench_function(format!("{format_name}/{sensors}_sensors"), |b| {
+            b.iter_batched(
+                || {
+                    let mut processor = Processor::new(settings.clone(), Arc::new(Registry::empty()));
+                    feed(&mut processor, &input, 0);
+                    processor
+                },
+                |mut processor| {
+                    feed(&mut processor, &measured, input.len());
+                    processor
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Feeds `input` (offsets from `first_offset`) and encodes every closed window as line
+/// protocol, as the sink would.
+fn feed(processor: &mut Processor, input: &[SimRecord], first_offset: usize) {
+    let (mut emitted, mut lines) = (Vec::new(), String::with_capacity(1 << 16));
+    for (offset, r) in input.iter().enumerate() {
+        let record = InputRecord {
+            source: SourcePartition { kind: Kind::Pm25, partition: 0 },
+            offset: (first_offset + offset) as i64,
+            format: Format::Auto,
+            payload: Some(&r.payload),
+            content_type: Some(r.content_type),
+        };
+        let _ = processor.process(record, START + 86_400_000, &mut emitted);
+        for e in emitted.drain(..) {
+            encode_window(&e.window, &mut lines);
+        }
+        lines.clear();
+    }
+}
+
+criterion_group!(benches, decode, sketch, core, core_warm);
 criterion_main!(benches);
