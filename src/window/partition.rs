@@ -33,7 +33,7 @@ use super::schedule::{Entry, Schedule, Slot};
 use super::{Watermark, WindowSpec};
 use crate::aggregate::{Accumulator, Sample};
 use crate::decode::{Reason, Rejection};
-use crate::model::{Area, Kind, Observation, Reading, WindowResult};
+use crate::model::{Area, Kind, Observation, Reading, WindowResult, WindowValues};
 
 /// Event-time settings shared by every partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,14 +287,19 @@ fn covers(panes: &[Pane], spec: &WindowSpec, end_ms: i64) -> bool {
     panes.iter().any(|p| end_ms - spec.size_ms < p.end_ms && p.end_ms <= end_ms)
 }
 
-/// The window of `spec` ending at `end_ms`, merged from `panes`; `None` when none holds data.
-fn merged(panes: &[Pane], spec: &WindowSpec, end_ms: i64) -> Option<Accumulator> {
+/// The values of the window of `spec` ending at `end_ms`, merged from `panes`; `None` when
+/// none holds data. A window of one pane (every tumbling window with its own panes) is read
+/// in place, not copied first.
+fn window_values(panes: &[Pane], spec: &WindowSpec, end_ms: i64) -> Option<WindowValues> {
     let mut covering = panes.iter().filter(|p| p.end_ms > end_ms - spec.size_ms && p.end_ms <= end_ms);
-    let mut merged = covering.next()?.acc.clone();
+    let first = covering.next()?;
+    let Some(second) = covering.next() else { return Some(first.acc.finish(end_ms)) };
+    let mut merged = first.acc.clone();
+    merged.merge(&second.acc);
     for pane in covering {
         merged.merge(&pane.acc);
     }
-    Some(merged)
+    Some(merged.finish(end_ms))
 }
 
 impl SpecPanes {
@@ -687,7 +692,7 @@ impl PartitionWindows {
     fn window_of(&self, slot: Slot, spec_index: usize, end_ms: i64) -> Option<WindowResult> {
         let state = self.open.sensors.get(slot as usize)?.as_ref()?;
         let spec = &self.specs[spec_index];
-        let acc = merged(&state.specs[self.sharing.of(spec_index).owner].panes, spec, end_ms)?;
+        let values = window_values(&state.specs[self.sharing.of(spec_index).owner].panes, spec, end_ms)?;
         Some(WindowResult {
             kind: self.kind,
             sensor_id: state.id.clone(),
@@ -695,7 +700,7 @@ impl PartitionWindows {
             start_ms: end_ms - spec.size_ms,
             end_ms,
             area: state.area.clone(),
-            values: acc.finish(end_ms),
+            values,
             coverage: None,
             domain: None,
         })
