@@ -204,15 +204,14 @@ impl PaneSharing {
 /// need.
 fn foldable(groups: &[PaneGroup], specs: &[WindowSpec]) -> Option<(usize, usize)> {
     groups.iter().enumerate().find_map(|(at, coarse)| {
-        let tumbling = coarse.members.iter().all(|&j| specs[j].size_ms == specs[j].slide_ms);
+        if !coarse.members.iter().all(|&j| specs[j].size_ms == specs[j].slide_ms) {
+            return None;
+        }
         let fits = |fine: &PaneGroup| {
             fine.pane_ms < coarse.pane_ms
                 && coarse.pane_ms % fine.pane_ms == 0
                 && coarse.members.iter().all(|&j| specs[j].size_ms - fine.pane_ms <= fine.span_ms)
         };
-        if !tumbling {
-            return None;
-        }
         let (fine, _) = groups.iter().enumerate().filter(|(_, g)| fits(g)).max_by_key(|(_, g)| g.pane_ms)?;
         Some((at, fine))
     })
@@ -282,16 +281,22 @@ impl PaneGrid {
     }
 }
 
+/// Whether the pane ending at `pane_end_ms` is part of the window of `spec` ending at
+/// `end_ms`.
+fn within(pane_end_ms: i64, spec: &WindowSpec, end_ms: i64) -> bool {
+    end_ms - spec.size_ms < pane_end_ms && pane_end_ms <= end_ms
+}
+
 /// Whether a pane holds data for the window of `spec` ending at `end_ms`.
 fn covers(panes: &[Pane], spec: &WindowSpec, end_ms: i64) -> bool {
-    panes.iter().any(|p| end_ms - spec.size_ms < p.end_ms && p.end_ms <= end_ms)
+    panes.iter().any(|p| within(p.end_ms, spec, end_ms))
 }
 
 /// The values of the window of `spec` ending at `end_ms`, merged from `panes`; `None` when
 /// none holds data. A window of one pane (every tumbling window with its own panes) is read
 /// in place, not copied first.
 fn window_values(panes: &[Pane], spec: &WindowSpec, end_ms: i64) -> Option<WindowValues> {
-    let mut covering = panes.iter().filter(|p| p.end_ms > end_ms - spec.size_ms && p.end_ms <= end_ms);
+    let mut covering = panes.iter().filter(|p| within(p.end_ms, spec, end_ms));
     let first = covering.next()?;
     let Some(second) = covering.next() else { return Some(first.acc.finish(end_ms)) };
     let mut merged = first.acc.clone();
