@@ -210,27 +210,39 @@ impl Fields<'_> {
     fn string(&mut self, name: &str, value: &str) {
         self.key(name);
         self.out.push('"');
-        for c in value.chars() {
-            if c == '"' || c == '\\' {
-                self.out.push('\\');
-            }
-            self.out.push(c);
-        }
+        escape(value, self.out, |b| match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            _ => None,
+        });
         self.out.push('"');
     }
 }
 
+/// A tag value: comma, equals sign, space and backslash escaped; a line break (which line
+/// protocol cannot carry) becomes a space.
 fn escape_tag(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            ',' | '=' | ' ' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\r' => out.push(' '),
-            _ => out.push(c),
-        }
+    escape(value, out, |b| match b {
+        b',' => Some("\\,"),
+        b'=' => Some("\\="),
+        b' ' => Some("\\ "),
+        b'\\' => Some("\\\\"),
+        b'\n' | b'\r' => Some(" "),
+        _ => None,
+    });
+}
+
+/// Appends `value` with each byte that `replacement` maps written as what it maps to. The
+/// bytes replaced are ASCII, so the text between them is copied whole: for the usual value,
+/// with none, one copy.
+fn escape(value: &str, out: &mut String, replacement: impl Fn(u8) -> Option<&'static str>) {
+    let mut rest = value;
+    while let Some((at, replaced)) = rest.bytes().enumerate().find_map(|(at, b)| replacement(b).map(|r| (at, r))) {
+        out.push_str(&rest[..at]);
+        out.push_str(replaced);
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
@@ -285,6 +297,16 @@ mod tests {
              count=3i,sum=6,mean=2,min=1,max=3,first=1,last=3,stddev=0.5,p50=2,p95=3,rate_per_h=4,coverage=0.75,\
              iaqi=3i,category=\"excellent\",above_scale=false,standard=\"HJ633-2026\" 1764057600000\n"
         );
+    }
+
+    #[test]
+    fn tag_values_and_strings_escape_what_line_protocol_needs_and_copy_the_rest() {
+        let mut out = String::new();
+        escape_tag("a,b=c d\\e\nf\rg 海淀", &mut out);
+        assert_eq!(out, "a\\,b\\=c\\ d\\\\e f g\\ 海淀");
+        let mut out = String::new();
+        Fields { out: &mut out, first: true }.string("s", "say \"hi\" \\ 海淀");
+        assert_eq!(out, " s=\"say \\\"hi\\\" \\\\ 海淀\"");
     }
 
     #[test]
