@@ -190,13 +190,13 @@ impl Fields<'_> {
     }
 
     /// Non-finite floats have no line-protocol form; they are left out. Shortest
-    /// round-trip form (ryu: several times cheaper than `Display`), without a trailing
-    /// `.0`; magnitudes from 1e16 and below 1e-5 come in exponent form (`1e16`), which
-    /// line protocol accepts.
+    /// round-trip form (zmij: half ryu's time here, and ryu was several times cheaper than
+    /// `Display`), without a trailing `.0`; magnitudes from 1e16 and below 1e-5 come in
+    /// exponent form (`1e+16`), which line protocol accepts.
     fn float(&mut self, name: &str, value: f64) {
         if value.is_finite() {
             self.key(name);
-            let mut buffer = ryu::Buffer::new();
+            let mut buffer = zmij::Buffer::new();
             let text = buffer.format_finite(value);
             self.out.push_str(text.strip_suffix(".0").unwrap_or(text));
         }
@@ -350,6 +350,6 @@ mod tests {
             fields.float("v", value);
         }
         fields.int("n", -42);
-        assert_eq!(out, " v=6,v=-2.5,v=1e20,v=1.5e-7,n=-42i");
+        assert_eq!(out, " v=6,v=-2.5,v=1e+20,v=1.5e-7,n=-42i");
     }
 }
