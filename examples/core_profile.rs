@@ -1,5 +1,6 @@
 //! Runs the in-process core (the `core` criterion bench's loop) on a fixed input for a
-//! number of passes, for profilers: almost every sample lands in `Processor::process`.
+//! number of passes, for profilers: almost every sample lands in `Processor::process`. The
+//! rules are deploy/rules.toml, as in the bench.
 //! With `alerts`, the input is the alert-latency bench's instead: one 1-minute window and a
 //! threshold rule that every window fires or resolves (every close makes an alert event),
 //! and each event also gets the alert task's work short of the producer (payloads, store,
@@ -42,6 +43,8 @@ fn main() {
     let measured_from = if warm { count / 2 } else { 0 };
     let mut settings = CoreSettings::from(&Settings::defaults());
     settings.decoder.limits.max_age_ms = None;
+    // The rules the deployment ships, as the core bench runs them.
+    settings.alert_rules = parse_rules(include_str!("../deploy/rules.toml"), "deploy/rules.toml").expect("the shipped rules parse");
     let input = if alerts {
         settings.windows[Kind::Pm25.index()] = vec![WindowSpec::tumbling("1m", 60_000)];
         settings.alert_rules = parse_rules(ALERT_RULE, "bench").expect("the bench rule parses");
