@@ -13,7 +13,12 @@ pub fn to_canonical(kind: Kind, unit: &str, value: f64) -> Option<f64> {
 
 /// The factor that converts a value in `unit` to the canonical unit of `kind`.
 pub fn factor_to_canonical(kind: Kind, unit: &str) -> Option<f64> {
-    let unit = unit.trim();
+    // `trim` looks for Unicode white space at both ends; a unit that starts and ends with a
+    // visible ASCII character (the usual one) has none to trim.
+    let unit = match unit.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => unit,
+        _ => unit.trim(),
+    };
     match kind {
         // µ appears as U+00B5 (micro sign) or U+03BC (Greek mu) depending on the vendor.
         Kind::Pm25 => match unit {
@@ -60,6 +65,20 @@ mod tests {
         for (kind, unit, factor) in cases {
             assert_eq!(factor_to_canonical(kind, unit), Some(factor), "{kind} {unit}");
         }
+    }
+
+    #[test]
+    fn white_space_around_a_unit_is_ignored_ascii_or_not() {
+        for (kind, unit, factor) in [
+            (Kind::Pm25, " ug/m3", 1.0),
+            (Kind::Pm25, "ug/m3\t", 1.0),
+            (Kind::Pm25, "\u{3000}µg/m³\u{3000}", 1.0),
+            (Kind::Water, " m ", 1.0),
+            (Kind::Water, "cm\u{a0}", 0.01),
+        ] {
+            assert_eq!(factor_to_canonical(kind, unit), Some(factor), "{kind} {unit:?}");
+        }
+        assert_eq!(factor_to_canonical(Kind::Pm25, " "), None);
     }
 
     #[test]
