@@ -144,13 +144,14 @@ impl AlertInput<'_> {
 }
 
 /// When a sensor last reported, for deadman rules: the reading's event time, and which
-/// stream clock (input partition) to compare it with.
+/// stream clock (input partition) to compare it with. Its area is in `AlertEngine::seen_areas`
+/// (at `area`), read only when the timer runs out: the entry written per reading stays small.
 #[derive(Debug, Clone)]
 struct LastSeen {
-    kind: Kind,
-    area: Area,
     ts_ms: i64,
     clock: u32,
+    area: u32,
+    kind: Kind,
 }
 
 /// The engine's maps, keyed by sensor ids and fingerprints: foldhash, seeded per map, as the
@@ -161,10 +162,16 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Debug)]
 pub struct AlertEngine {
     rules: Vec<Rule>,
+    /// The indices in `rules` of each kind's rules (`Kind::index`): a closed window is
+    /// checked against its own kind's only.
+    rules_of_kind: [Vec<usize>; 4],
     flap: FlapPolicy,
     states: Map<String, AlertState>,
-    /// Looked up per reading of a kind with a deadman rule.
-    last_seen: Map<String, LastSeen>,
+    /// Looked up per reading of a kind with a deadman rule. `SmolStr` keys: a sensor id
+    /// (up to 23 bytes) is compared in the table, without a second cache miss to the heap.
+    last_seen: Map<SmolStr, LastSeen>,
+    /// The area of each sensor in `last_seen`, by `LastSeen::area`.
+    seen_areas: Vec<Area>,
     /// Consecutive zero-variance windows per (rule, sensor).
     stuck_runs: Map<(usize, SmolStr), u32>,
     /// Start of the current Faulted stretch per (rule, pile).
@@ -175,11 +182,17 @@ pub struct AlertEngine {
 
 impl AlertEngine {
     pub fn new(rules: Vec<Rule>, flap: FlapPolicy, max_sensors: usize) -> Self {
+        let mut rules_of_kind: [Vec<usize>; 4] = Default::default();
+        for (index, rule) in rules.iter().enumerate() {
+            rules_of_kind[rule.kind.index()].push(index);
+        }
         AlertEngine {
             rules,
+            rules_of_kind,
             flap,
             states: Map::default(),
             last_seen: Map::default(),
+            seen_areas: Vec::new(),
             stuck_runs: Map::default(),
             faulted_since: Map::default(),
             max_sensors,
@@ -213,15 +226,18 @@ impl AlertEngine {
             entry.ts_ms = entry.ts_ms.max(ts_ms);
             entry.clock = clock;
         } else if self.last_seen.len() < self.max_sensors {
-            self.last_seen.insert(sensor.to_owned(), LastSeen { kind, area: area.to_area(), ts_ms, clock });
+            self.last_seen.insert(SmolStr::new(sensor), LastSeen { ts_ms, clock, area: self.seen_areas.len() as u32, kind });
+            self.seen_areas.push(area.to_area());
         }
     }
 
     /// Evaluates every matching rule on a closed sensor window or area roll-up.
     pub fn evaluate(&mut self, input: AlertInput<'_>, out: &mut Vec<(AlertEvent, AlertState)>) {
-        for index in 0..self.rules.len() {
+        let kind = input.kind().index();
+        for at in 0..self.rules_of_kind[kind].len() {
+            let index = self.rules_of_kind[kind][at];
             let rule = &self.rules[index];
-            if rule.kind != input.kind() || rule.scope != input.scope() || rule.window.as_deref().is_some_and(|w| w != input.window()) {
+            if rule.scope != input.scope() || rule.window.as_deref().is_some_and(|w| w != input.window()) {
                 continue;
             }
             let (desired, value, threshold, key_suffix) = match &rule.condition {
@@ -315,14 +331,20 @@ impl AlertEngine {
             let RuleKind::Missing { no_data_for_ms: Some(limit), severity, .. } = self.rules[index].condition else { continue };
             let (rule_id, kind) = (self.rules[index].id.clone(), self.rules[index].kind);
             let rule_key = format!("{rule_id}/no_data");
-            let mut silent: Vec<(String, Area, i64)> = self
+            // Only a silent sensor or one whose alert fires can change state: the rest (all
+            // but a few, every 200 ms) are passed over without a copy or a fingerprint.
+            let firing: std::collections::HashSet<&str> =
+                self.states.values().filter(|s| s.firing.is_some() && s.rule == rule_key).map(|s| s.scope_key.as_str()).collect();
+            let mut due: Vec<(SmolStr, Area, i64)> = self
                 .last_seen
                 .iter()
                 .filter(|(_, s)| s.kind == kind)
-                .map(|(id, s)| (id.clone(), s.area.clone(), now_of(s.clock).unwrap_or(now_wall_ms).min(now_wall_ms) - s.ts_ms))
+                .map(|(id, s)| (id, s, now_of(s.clock).unwrap_or(now_wall_ms).min(now_wall_ms) - s.ts_ms))
+                .filter(|(id, _, quiet_ms)| *quiet_ms > limit || firing.contains(id.as_str()))
+                .map(|(id, s, quiet_ms)| (id.clone(), self.seen_areas[s.area as usize].clone(), quiet_ms))
                 .collect();
-            silent.sort_by(|a, b| a.0.cmp(&b.0));
-            for (sensor, area, quiet_ms) in silent {
+            due.sort_by(|a, b| a.0.cmp(&b.0));
+            for (sensor, area, quiet_ms) in due {
                 let desired = (quiet_ms > limit).then_some(severity);
                 let fp = fingerprint(&rule_key, &sensor);
                 if desired.is_none() && self.states.get(&fp).is_none_or(|s| s.firing.is_none()) {
@@ -759,6 +781,29 @@ mod tests {
         e.tick(206_000, &wall, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].0.change, "resolved");
+    }
+
+    #[test]
+    fn a_silent_sensor_alert_names_its_area_and_a_restored_one_resolves_when_it_reports() {
+        let mut e = engine();
+        let wall = |_: u32| None;
+        let mut out = Vec::new();
+        for (sensor, grid) in [("s1", "hd-0001"), ("s2", "hd-0002"), ("s3", "hd-0003")] {
+            e.seen(sensor, Kind::Pm25, &AreaRef::new(grid, "zgc", "haidian"), 0, 7);
+        }
+        e.seen("s2", Kind::Pm25, &AreaRef::new("elsewhere", "", ""), 150_000, 7);
+        e.tick(181_000, &wall, &mut out);
+        let fired: Vec<(&str, &str)> = out.iter().map(|(ev, _)| (ev.scope_key.as_str(), ev.grid.as_str())).collect();
+        assert_eq!(fired, [("s1", "hd-0001"), ("s3", "hd-0003")], "the silent two, each with the area it reported from");
+
+        // A new engine restores s3's firing alert from the changelog; s3 reports again.
+        let mut restored = engine();
+        restored.restore(out[1].1.clone());
+        restored.seen("s3", Kind::Pm25, &AreaRef::new("hd-0003", "zgc", "haidian"), 190_000, 7);
+        let mut after = Vec::new();
+        restored.tick(200_000, &wall, &mut after);
+        assert_eq!(after.len(), 1);
+        assert_eq!((after[0].0.scope_key.as_str(), after[0].0.change.as_str()), ("s3", "resolved"));
     }
 
     #[test]
