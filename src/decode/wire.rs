@@ -135,7 +135,27 @@ impl<'a> Fields<'a> {
         self.varint_slow()
     }
 
+    /// A varint of more than one byte. With 8 bytes left (every field but a message's last
+    /// few), one that ends within them (up to 2^56: timestamps in ms, sequence numbers) is
+    /// read from one word load, its 7-bit groups packed together in three steps.
     fn varint_slow(&mut self) -> Result<u64, WireError> {
+        if let Some(word) = self.rest.first_chunk::<8>().map(|w| u64::from_le_bytes(*w)) {
+            let ends = !word & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                let len = ends.trailing_zeros() as usize / 8 + 1;
+                // The groups of the varint's bytes; the bytes after it cleared.
+                let mut x = word & 0x7f7f_7f7f_7f7f_7f7f & (u64::MAX >> (64 - 8 * len));
+                x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+                x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+                x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+                self.rest = &self.rest[len..];
+                return Ok(x);
+            }
+        }
+        self.varint_bytewise()
+    }
+
+    fn varint_bytewise(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for i in 0..10 {
             let (&byte, rest) = self.rest.split_first().ok_or(WireError("invalid varint"))?;
@@ -217,6 +237,30 @@ mod tests {
         for bytes in [&b"\xff"[..], b"hd-\xc3", b"\xed\xa0\x80", b"ok\x80ok"] {
             assert!(string_field(bytes).is_err(), "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn varints_read_from_a_word_match_the_bytewise_reading_at_every_length() {
+        let mut values = vec![0u64, 1, 127, 128, 300, 1_795_593_600_000, u64::MAX, 1 << 56, (1 << 56) - 1, (1 << 49) + 5];
+        values.extend((0..64).map(|bit| 1u64 << bit));
+        values.extend((0..64).map(|bit| (1u64 << bit).wrapping_sub(1) ^ 0x5555_5555_5555_5555));
+        for value in values {
+            let mut encoded = Vec::new();
+            prost::encoding::encode_varint(value, &mut encoded);
+            for trailing in [0, 3, 8, 12] {
+                let mut bytes = encoded.clone();
+                bytes.extend(std::iter::repeat_n(0xff, trailing));
+                let (mut by_word, mut bytewise) = (Fields { rest: &bytes }, Fields { rest: &bytes });
+                assert_eq!(by_word.varint(), Ok(value), "{value} + {trailing} bytes");
+                assert_eq!(bytewise.varint_bytewise(), Ok(value));
+                assert_eq!(by_word.rest.len(), trailing, "{value}: the varint's bytes taken, no more");
+            }
+            // Cut short, it is an error either way.
+            let cut = &encoded[..encoded.len() - 1];
+            assert!(cut.is_empty() || Fields { rest: cut }.varint().is_err());
+        }
+        // Eleven continuation bytes: not a varint.
+        assert!(Fields { rest: &[0xff; 12] }.varint().is_err());
     }
 
     #[test]
