@@ -150,14 +150,7 @@ fn core_warm(c: &mut Criterion) {
 fn feed(processor: &mut Processor, input: &[SimRecord], first_offset: usize) {
     let (mut emitted, mut lines) = (Vec::new(), String::with_capacity(1 << 16));
     for (offset, r) in input.iter().enumerate() {
-        let record = InputRecord {
-            source: SourcePartition { kind: Kind::Pm25, partition: 0 },
-            offset: (first_offset + offset) as i64,
-            format: Format::Auto,
-            payload: Some(&r.payload),
-            content_type: Some(r.content_type),
-        };
-        let _ = processor.process(record, START + 86_400_000, &mut emitted);
+        let _ = processor.process(input_record(first_offset + offset, r), START + 86_400_000, &mut emitted);
         for e in emitted.drain(..) {
             encode_window(&e.window, &mut lines);
         }
@@ -308,17 +301,21 @@ fn closed_windows(sensors: usize) -> Vec<WindowResult> {
     let mut emitted = Vec::new();
     let mut windows = Vec::new();
     for (offset, r) in input.iter().enumerate() {
-        let record = InputRecord {
-            source: SourcePartition { kind: Kind::Pm25, partition: 0 },
-            offset: offset as i64,
-            format: Format::Auto,
-            payload: Some(&r.payload),
-            content_type: Some(r.content_type),
-        };
-        let _ = processor.process(record, START + 86_400_000, &mut emitted);
+        let _ = processor.process(input_record(offset, r), START + 86_400_000, &mut emitted);
         windows.extend(emitted.drain(..).filter(|_| offset >= 30 * sensors).map(|e| e.window));
     }
     windows
+}
+
+/// `r` as the record at `offset` of PM2.5 partition 0.
+fn input_record(offset: usize, r: &SimRecord) -> InputRecord<'_> {
+    InputRecord {
+        source: SourcePartition { kind: Kind::Pm25, partition: 0 },
+        offset: offset as i64,
+        format: Format::Auto,
+        payload: Some(&r.payload),
+        content_type: Some(r.content_type),
+    }
 }
 
 criterion_group!(benches, decode, sketch, window_update, alert_evaluation, deadman_tick, line_protocol, core, core_warm);
