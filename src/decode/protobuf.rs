@@ -9,29 +9,24 @@ use crate::model::AreaRef;
 
 /// `citysense.v1.Reading` (proto/citysense/v1/reading.proto), field by field.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-    let (mut id, mut kind, mut unit, mut vendor) = ("", "", "", "");
-    let (mut ts_ms, mut value, mut seq) = (0i64, 0.0f64, None);
-    let mut area = [""; 3];
+    let mut reading = ReadingFields::default();
     let mut fields = Reader::new(bytes);
     (|| {
-        while let Some(key) = fields.key()? {
-            match key.0 {
-                1 => id = fields.string(key)?,
-                2 => kind = fields.string(key)?,
-                3 => ts_ms = fields.varint(key)? as i64,
-                4 => value = fields.double(key)?,
-                5 => unit = fields.string(key)?,
-                6..=8 => area[(key.0 - 6) as usize] = fields.string(key)?,
-                // lat, lon: checked (a wrong wire type is undecodable, as for prost), not kept.
-                9 | 10 => _ = fields.double(key)?,
-                11 => vendor = fields.string(key)?,
-                12 => seq = Some(fields.varint(key)?),
-                _ => fields.skip(key)?,
+        // Encoders write the fields in number order: each is looked for there first (a
+        // byte compare, and the read of that field only), then whatever else the message
+        // holds is read in any order, last value winning as before.
+        for key in ReadingFields::KEYS_IN_ORDER {
+            if fields.next_key_is(key) {
+                reading.read(&mut fields, key)?;
             }
+        }
+        while let Some(key) = fields.key()? {
+            reading.read(&mut fields, key)?;
         }
         Ok(())
     })()
     .map_err(undecodable)?;
+    let ReadingFields { id, kind, ts_ms, value, unit, area, vendor, seq } = reading;
     require("sensor_id", !id.is_empty())?;
     require("ts_ms", ts_ms != 0)?;
     require("unit", !unit.is_empty())?;
@@ -44,6 +39,46 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
         vendor: vendor.into(),
         seq,
     })
+}
+
+/// The fields of a `citysense.v1.Reading` read so far (proto3 defaults until then).
+#[derive(Default)]
+struct ReadingFields<'a> {
+    id: &'a str,
+    kind: &'a str,
+    ts_ms: i64,
+    value: f64,
+    unit: &'a str,
+    /// grid, street, district.
+    area: [&'a str; 3],
+    vendor: &'a str,
+    seq: Option<u64>,
+}
+
+impl<'a> ReadingFields<'a> {
+    /// The (field, wire type) pairs in field-number order, as encoders write them.
+    const KEYS_IN_ORDER: [(u32, u8); 12] =
+        [(1, 2), (2, 2), (3, 0), (4, 1), (5, 2), (6, 2), (7, 2), (8, 2), (9, 1), (10, 1), (11, 2), (12, 0)];
+
+    /// Reads the payload of field `key`. Inlined where it is called with a constant key, so
+    /// that the match folds away there.
+    #[inline(always)]
+    fn read(&mut self, fields: &mut Reader<'a>, key: (u32, u8)) -> Result<(), WireError> {
+        match key.0 {
+            1 => self.id = fields.string(key)?,
+            2 => self.kind = fields.string(key)?,
+            3 => self.ts_ms = fields.varint(key)? as i64,
+            4 => self.value = fields.double(key)?,
+            5 => self.unit = fields.string(key)?,
+            6..=8 => self.area[(key.0 - 6) as usize] = fields.string(key)?,
+            // lat, lon: checked (a wrong wire type is undecodable, as for prost), not kept.
+            9 | 10 => _ = fields.double(key)?,
+            11 => self.vendor = fields.string(key)?,
+            12 => self.seq = Some(fields.varint(key)?),
+            _ => fields.skip(key)?,
+        }
+        Ok(())
+    }
 }
 
 /// `citysense.v1.ChargingStatus`, field by field.
@@ -225,6 +260,33 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn fields_out_of_order_or_repeated_read_as_prost_reads_them() {
+        let s = |text: &str| text.as_bytes().to_vec();
+        let in_order: Vec<(u32, u8, u64, Vec<u8>)> = vec![
+            (1, 2, 0, s("hd-pm-0042")),
+            (2, 2, 0, s("pm25")),
+            (3, 0, 1_764_057_600_000, vec![]),
+            (4, 1, 41.5f64.to_bits(), vec![]),
+            (5, 2, 0, s("ug/m3")),
+            (6, 2, 0, s("hd-0178")),
+            (12, 0, 7, vec![]),
+        ];
+        let mut reversed = in_order.clone();
+        reversed.reverse();
+        let mut repeated = in_order.clone();
+        repeated.extend([(1, 2, 0, s("hd-pm-0043")), (5, 2, 0, s("mg/m3")), (3, 0, 1_764_057_660_000, vec![])]);
+        let mut skipping = in_order.clone();
+        skipping.insert(2, (14, 0, 9, vec![]));
+        skipping.insert(0, (5, 2, 0, s("m")));
+        for fields in [in_order, reversed, repeated, skipping] {
+            let bytes = raw_fields(&fields);
+            let ours = decode_reading(&bytes).map_err(|r| r.reason);
+            assert!(ours.is_ok(), "{fields:?}");
+            assert_eq!(outcome(ours), outcome(prost_reading(&bytes)), "{fields:?}");
+        }
     }
 
     proptest::proptest! {

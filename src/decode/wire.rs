@@ -57,6 +57,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Takes the next key when it is `key` (a field from 1 to 15): one byte compare, for a
+    /// reader that looks for the fields where encoders put them, in number order.
+    #[inline(always)]
+    pub fn next_key_is(&mut self, (field, wire_type): (u32, u8)) -> bool {
+        debug_assert!((1..16).contains(&field) && wire_type != 4);
+        let found = self.0.rest.first() == Some(&((field << 3) as u8 | wire_type));
+        if found {
+            self.0.rest = &self.0.rest[1..];
+        }
+        found
+    }
+
     #[inline(always)]
     pub fn string(&mut self, (field, wire_type): (u32, u8)) -> Result<&'a str, WireError> {
         if wire_type != 2 {
