@@ -9,24 +9,7 @@ use crate::model::AreaRef;
 
 /// `citysense.v1.Reading` (proto/citysense/v1/reading.proto), field by field.
 pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-    let mut reading = ReadingFields::default();
-    let mut fields = Reader::new(bytes);
-    (|| {
-        // Encoders write the fields in number order: each is looked for there first (a
-        // byte compare, and the read of that field only), then whatever else the message
-        // holds is read in any order, last value winning as before.
-        for key in ReadingFields::KEYS_IN_ORDER {
-            if fields.next_key_is(key) {
-                reading.read(&mut fields, key)?;
-            }
-        }
-        while let Some(key) = fields.key()? {
-            reading.read(&mut fields, key)?;
-        }
-        Ok(())
-    })()
-    .map_err(undecodable)?;
-    let ReadingFields { id, kind, ts_ms, value, unit, area, vendor, seq } = reading;
+    let ReadingFields { id, kind, ts_ms, value, unit, area, vendor, seq } = read_message(bytes)?;
     require("sensor_id", !id.is_empty())?;
     require("ts_ms", ts_ms != 0)?;
     require("unit", !unit.is_empty())?;
@@ -41,7 +24,53 @@ pub fn decode_reading(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
     })
 }
 
-/// The fields of a `citysense.v1.Reading` read so far (proto3 defaults until then).
+/// `citysense.v1.ChargingStatus`, field by field.
+pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
+    let PileStatusFields { id, connector, ts_ms, status, error_code, power_kw, area, vendor, seq } = read_message(bytes)?;
+    require("pile_id", !id.is_empty())?;
+    require("ts_ms", ts_ms != 0)?;
+    require("status", !status.is_empty())?;
+    Ok(RawRecord {
+        id: id.into(),
+        kind: Some("charging".into()),
+        ts_ms,
+        body: RawBody::Pile { connector, status: status.into(), error_code: error_code.into(), power_kw },
+        area: AreaRef::new(area[0], area[1], area[2]),
+        vendor: vendor.into(),
+        seq,
+    })
+}
+
+/// The fields of a flat message, read so far (proto3 defaults until then).
+trait MessageFields<'a>: Default {
+    /// The (field, wire type) pairs in field-number order, as encoders write them.
+    const KEYS_IN_ORDER: &'static [(u32, u8)];
+
+    /// Reads the payload of field `key`.
+    fn read(&mut self, fields: &mut Reader<'a>, key: (u32, u8)) -> Result<(), WireError>;
+}
+
+/// Reads a message's fields. Encoders write them in number order: each is looked for there
+/// first (a byte compare, and only that field's read, inlined with its key a constant), then
+/// whatever else the message holds is read in any order, the last value winning.
+fn read_message<'a, M: MessageFields<'a>>(bytes: &'a [u8]) -> Result<M, Rejection> {
+    let mut message = M::default();
+    let mut fields = Reader::new(bytes);
+    (|| {
+        for &key in M::KEYS_IN_ORDER {
+            if fields.next_key_is(key) {
+                message.read(&mut fields, key)?;
+            }
+        }
+        while let Some(key) = fields.key()? {
+            message.read(&mut fields, key)?;
+        }
+        Ok(())
+    })()
+    .map_err(undecodable)?;
+    Ok(message)
+}
+
 #[derive(Default)]
 struct ReadingFields<'a> {
     id: &'a str,
@@ -55,13 +84,10 @@ struct ReadingFields<'a> {
     seq: Option<u64>,
 }
 
-impl<'a> ReadingFields<'a> {
-    /// The (field, wire type) pairs in field-number order, as encoders write them.
-    const KEYS_IN_ORDER: [(u32, u8); 12] =
-        [(1, 2), (2, 2), (3, 0), (4, 1), (5, 2), (6, 2), (7, 2), (8, 2), (9, 1), (10, 1), (11, 2), (12, 0)];
+impl<'a> MessageFields<'a> for ReadingFields<'a> {
+    const KEYS_IN_ORDER: &'static [(u32, u8)] =
+        &[(1, 2), (2, 2), (3, 0), (4, 1), (5, 2), (6, 2), (7, 2), (8, 2), (9, 1), (10, 1), (11, 2), (12, 0)];
 
-    /// Reads the payload of field `key`. Inlined where it is called with a constant key, so
-    /// that the match folds away there.
     #[inline(always)]
     fn read(&mut self, fields: &mut Reader<'a>, key: (u32, u8)) -> Result<(), WireError> {
         match key.0 {
@@ -81,43 +107,40 @@ impl<'a> ReadingFields<'a> {
     }
 }
 
-/// `citysense.v1.ChargingStatus`, field by field.
-pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
-    let (mut id, mut status, mut error_code, mut vendor) = ("", "", "", "");
-    let (mut connector, mut ts_ms, mut power_kw, mut seq) = (0u32, 0i64, None, None);
-    let mut area = [""; 3];
-    let mut fields = Reader::new(bytes);
-    (|| {
-        while let Some(key) = fields.key()? {
-            match key.0 {
-                1 => id = fields.string(key)?,
-                // uint32 on the wire is a varint; prost keeps its low 32 bits.
-                2 => connector = fields.varint(key)? as u32,
-                3 => ts_ms = fields.varint(key)? as i64,
-                4 => status = fields.string(key)?,
-                5 => error_code = fields.string(key)?,
-                6 => power_kw = Some(fields.double(key)?),
-                7..=9 => area[(key.0 - 7) as usize] = fields.string(key)?,
-                10 => vendor = fields.string(key)?,
-                11 => seq = Some(fields.varint(key)?),
-                _ => fields.skip(key)?,
-            }
+#[derive(Default)]
+struct PileStatusFields<'a> {
+    id: &'a str,
+    connector: u32,
+    ts_ms: i64,
+    status: &'a str,
+    error_code: &'a str,
+    power_kw: Option<f64>,
+    /// grid, street, district.
+    area: [&'a str; 3],
+    vendor: &'a str,
+    seq: Option<u64>,
+}
+
+impl<'a> MessageFields<'a> for PileStatusFields<'a> {
+    const KEYS_IN_ORDER: &'static [(u32, u8)] = &[(1, 2), (2, 0), (3, 0), (4, 2), (5, 2), (6, 1), (7, 2), (8, 2), (9, 2), (10, 2), (11, 0)];
+
+    #[inline(always)]
+    fn read(&mut self, fields: &mut Reader<'a>, key: (u32, u8)) -> Result<(), WireError> {
+        match key.0 {
+            1 => self.id = fields.string(key)?,
+            // uint32 on the wire is a varint; prost keeps its low 32 bits.
+            2 => self.connector = fields.varint(key)? as u32,
+            3 => self.ts_ms = fields.varint(key)? as i64,
+            4 => self.status = fields.string(key)?,
+            5 => self.error_code = fields.string(key)?,
+            6 => self.power_kw = Some(fields.double(key)?),
+            7..=9 => self.area[(key.0 - 7) as usize] = fields.string(key)?,
+            10 => self.vendor = fields.string(key)?,
+            11 => self.seq = Some(fields.varint(key)?),
+            _ => fields.skip(key)?,
         }
         Ok(())
-    })()
-    .map_err(undecodable)?;
-    require("pile_id", !id.is_empty())?;
-    require("ts_ms", ts_ms != 0)?;
-    require("status", !status.is_empty())?;
-    Ok(RawRecord {
-        id: id.into(),
-        kind: Some("charging".into()),
-        ts_ms,
-        body: RawBody::Pile { connector, status: status.into(), error_code: error_code.into(), power_kw },
-        area: AreaRef::new(area[0], area[1], area[2]),
-        vendor: vendor.into(),
-        seq,
-    })
+    }
 }
 
 fn undecodable(err: WireError) -> Rejection {
@@ -263,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn fields_out_of_order_or_repeated_read_as_prost_reads_them() {
+    fn fields_out_of_order_or_repeated_read_as_prost_reads_them_in_readings_and_pile_statuses() {
         let s = |text: &str| text.as_bytes().to_vec();
         let in_order: Vec<(u32, u8, u64, Vec<u8>)> = vec![
             (1, 2, 0, s("hd-pm-0042")),
@@ -287,6 +310,17 @@ mod tests {
             assert!(ours.is_ok(), "{fields:?}");
             assert_eq!(outcome(ours), outcome(prost_reading(&bytes)), "{fields:?}");
         }
+        let pile = [
+            (11, 0, 3, vec![]),
+            (4, 2, 0, s("Charging")),
+            (3, 0, 1_764_057_600_000, vec![]),
+            (1, 2, 0, s("cp-1")),
+            (4, 2, 0, s("Faulted")),
+        ];
+        let bytes = raw_fields(&pile);
+        let ours = decode_pile_status(&bytes).map_err(|r| r.reason);
+        assert!(ours.is_ok());
+        assert_eq!(outcome(ours), outcome(prost_pile_status(&bytes)));
     }
 
     proptest::proptest! {
