@@ -4,6 +4,7 @@
 //! time-series store. Prints one JSON line.
 //!
 //! `cargo run --release --example pipeline_bench -- BROKERS TOPIC_PREFIX RECORDS INFLUX_URL`
+//! (`BENCH_RULES=1`: the default windows and deploy/rules.toml, as deployed.)
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,16 +30,20 @@ async fn main() {
         std::process::exit(2);
     };
     let expected: u64 = records.parse().expect("a record count");
-    let sections = r#"
-[validation]
-max_age = "off"
-[windows]
-pm25 = ["1m", "1h"]
-dust = ["1h"]
-water = ["1m"]
-charging = ["5m"]
-"#;
-    let text = common::bench_config(brokers, prefix, "bench", influx, sections);
+    let mut sections = "[validation]\nmax_age = \"off\"\n".to_owned();
+    // BENCH_RULES=1: as deployed, the default windows and the rule set the deployment ships
+    // (written for those windows; stage 1 then also runs the deadman timer per reading and
+    // every 200 ms, the area stage its district rules). Otherwise fewer windows, no rules.
+    if std::env::var("BENCH_RULES").is_ok_and(|v| v == "1") {
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rules.toml");
+        sections += &format!(
+            "[alerts]\nrules = \"{}\"\ntopic = \"{prefix}.alerts\"\nchangelog_topic = \"{prefix}.alerts.changelog\"\n",
+            rules.display()
+        );
+    } else {
+        sections += "[windows]\npm25 = [\"1m\", \"1h\"]\ndust = [\"1h\"]\nwater = [\"1m\"]\ncharging = [\"5m\"]\n";
+    }
+    let text = common::bench_config(brokers, prefix, "bench", influx, &sections);
     // CITYSENSE_SECTION__FIELD overrides apply, as for `citysense run` (e.g. to compare checkpoint intervals).
     let settings = citysense::config::parse(&text, "bench", std::env::vars()).expect("valid config");
     let shared = Shared::default();

@@ -21,6 +21,8 @@
 #   BENCH_DISCARD_B="VAR=value …" adds a second run (b'') with these environment settings
 #       on the same topics, in alternating order with (b'): an A/B in the same run (e.g.
 #       BENCH_DISCARD_B="CITYSENSE_TOPICS__PM25__FORMAT=protobuf" or "MIMALLOC_ALLOW_THP=1").
+#   BENCH_RULES=1 runs citysense with deploy/rules.toml (alert events to $prefix.alerts);
+#       BENCH_DISCARD_B="BENCH_RULES=1" measures what the rules cost, in the same run.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
@@ -102,6 +104,9 @@ for format in ${BENCH_FORMATS:-json protobuf}; do
         for kind in pm25 dust water charging aggregates; do create_topic "$prefix.$kind" 4; done
         create_topic "$prefix.deadletter" 1
         create_topic "$prefix.checkpoints" 1
+        # Used only with BENCH_RULES=1 (e.g. BENCH_DISCARD_B="BENCH_RULES=1").
+        create_topic "$prefix.alerts" 1
+        create_topic "$prefix.alerts.changelog" 1
         topics="$prefix.pm25,$prefix.dust,$prefix.water,$prefix.charging"
         log "[$format $run/$RUNS] loading $RECORDS readings from $SENSORS sensors"
         "$BIN/citysense" simulate --brokers "$CITYSENSE_TEST_KAFKA" --topics "$topics" --sensors "$SENSORS" \
