@@ -204,7 +204,7 @@ fn window_update(c: &mut Criterion) {
 /// Closed hourly windows per second through the alert engine with deploy/rules.toml, for
 /// 10 k sensors over 8 hours: `quiet`, every IAQI below the warning (the usual case: rules
 /// match, nothing changes); `changing`, each sensor's IAQI over the warning for hours 2–3
-/// and 6–7, so that every sensor's alert fires and resolves twice (events, lifecycle).
+/// and 6–7, so that every sensor's alert fires, resolves and fires again (events, lifecycle).
 fn alert_evaluation(c: &mut Criterion) {
     let settings = core_settings();
     let minute_windows: Vec<WindowResult> = closed_windows(10_000).into_iter().filter(|w| w.window == "1m").take(10_000).collect();

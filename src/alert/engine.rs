@@ -155,8 +155,8 @@ struct LastSeen {
 }
 
 /// The engine's maps, keyed by sensor ids and fingerprints: foldhash, seeded per map, as the
-/// window stage's sensor map. SipHash made the deadman timer's per-reading lookup cost
-/// about a tenth of the core's instructions.
+/// window stage's sensor map. With SipHash the deadman timer's per-reading lookup was ~290
+/// instructions, 8 % of the core's.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
