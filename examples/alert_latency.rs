@@ -54,13 +54,9 @@ async fn main() {
 out_of_orderness = "{OUT_OF_ORDERNESS_MS}ms"
 allowed_lateness = "{LATENESS_MS}ms"
 pm25 = ["1m"]
-[alerts]
-rules = "{rules}"
-topic = "{prefix}.alerts"
-changelog_topic = "{prefix}.alerts.changelog"
-flap_max_transitions = 100000
+{alerts}flap_max_transitions = 100000
 "#,
-        rules = rules.display()
+        alerts = common::alerts_section(prefix, &rules)
     );
     let text = common::bench_config(brokers, prefix, "latency", influx, &sections);
     let settings = citysense::config::parse(&text, "alert-latency", std::env::vars()).expect("valid config");

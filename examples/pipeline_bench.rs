@@ -36,10 +36,7 @@ async fn main() {
     // every 200 ms, the area stage its district rules). Otherwise fewer windows, no rules.
     if std::env::var("BENCH_RULES").is_ok_and(|v| v == "1") {
         let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rules.toml");
-        sections += &format!(
-            "[alerts]\nrules = \"{}\"\ntopic = \"{prefix}.alerts\"\nchangelog_topic = \"{prefix}.alerts.changelog\"\n",
-            rules.display()
-        );
+        sections += &common::alerts_section(prefix, &rules);
     } else {
         sections += "[windows]\npm25 = [\"1m\", \"1h\"]\ndust = [\"1h\"]\nwater = [\"1m\"]\ncharging = [\"5m\"]\n";
     }

@@ -29,3 +29,10 @@ group_id = "{group}-areas-{pid}"
 {sections}"#
     )
 }
+
+/// An `[alerts]` section: the rules at `rules`, events and changelog on `PREFIX.alerts` and
+/// `PREFIX.alerts.changelog` (the topics scripts/bench.sh creates). Further `[alerts]` keys
+/// may follow it.
+pub fn alerts_section(prefix: &str, rules: &std::path::Path) -> String {
+    format!("[alerts]\nrules = \"{}\"\ntopic = \"{prefix}.alerts\"\nchangelog_topic = \"{prefix}.alerts.changelog\"\n", rules.display())
+}
