@@ -8,6 +8,11 @@
 //! `do_huge_pmd_anonymous_page`); turning huge pages off cut its CPU per reading by 6–8 %
 //! (BENCHMARKS.md, tenth session: an A/B in one bench run, 4 KiB faults being more but
 //! cheaper). The in-process core does not notice either way.
+//!
+//! mimalloc also replaces the C library's `malloc` and `free` (its `override` feature), so
+//! librdkafka's allocations go to it as well: librdkafka allocates and frees per record (the
+//! fetch op, and on `auto` topics the parsed headers). With glibc's allocator for those,
+//! citysense used 8 % more CPU per reading end to end (BENCHMARKS.md, thirteenth session).
 
 /// The environment variable with which an operator keeps mimalloc's own choice.
 pub const KEEP_HUGE_PAGES_VAR: &str = "MIMALLOC_ALLOW_THP";
@@ -35,6 +40,23 @@ fn disable_transparent_huge_pages() -> bool {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    use mimalloc as _;
+
+    extern "C" {
+        fn mi_is_in_heap_region(p: *const std::ffi::c_void) -> bool;
+    }
+
+    #[test]
+    fn the_c_librarys_malloc_is_mimallocs() {
+        // SAFETY: a plain allocation, checked and freed with the matching `free`.
+        unsafe {
+            let p = libc::malloc(100);
+            assert!(!p.is_null());
+            assert!(mi_is_in_heap_region(p), "malloc should be mimalloc's (its `override` feature)");
+            libc::free(p);
+        }
+    }
+
     #[test]
     fn huge_pages_are_off_after_the_call() {
         if std::env::var_os(super::KEEP_HUGE_PAGES_VAR).is_some() {
