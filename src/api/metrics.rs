@@ -105,10 +105,12 @@ mod tests {
     #[test]
     fn counters_render_with_bounded_labels() {
         let shared = Shared::default();
-        shared.stats.record_accepted(Kind::Pm25);
+        let mut accepted = [0; Kind::ALL.len()];
+        accepted[Kind::Pm25.index()] = 2;
+        shared.stats.records_accepted(&accepted);
         shared.stats.record_rejected(Kind::Water, &Rejection::new(Reason::UnknownUnit, "ft").with_vendor("hydro"));
         let text = render(&shared);
-        assert!(text.contains("citysense_records_in_total{kind=\"pm25\"} 1\n"), "{text}");
+        assert!(text.contains("citysense_records_in_total{kind=\"pm25\"} 2\n"), "{text}");
         assert!(text.contains("citysense_records_in_total{kind=\"water\"} 1\n"));
         assert!(text.contains("citysense_dead_letters_total{reason=\"unknown_unit\"} 1\n"));
         assert!(text.contains("citysense_dead_letters_by_vendor_total{reason=\"unknown_unit\",vendor=\"hydro\"} 1\n"));

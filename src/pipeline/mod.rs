@@ -28,6 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::{Headers, Message};
 use tokio::sync::mpsc;
@@ -39,6 +40,7 @@ use self::offsets::OffsetTracker;
 use self::stats::PipelineStats;
 use crate::config::{KafkaSettings, Settings};
 use crate::decode::Format;
+use crate::model::Kind;
 use crate::registry::Registry;
 use crate::sink::aggregates::AggregatesSink;
 use crate::sink::alerts::{AlertProducer, AlertStore};
@@ -326,6 +328,9 @@ async fn run_sensor_stage(
     let mut tick = tokio::time::interval(TICK);
     let commit_every = Duration::from_millis(settings.commit_interval_ms as u64);
     let mut last_commit = tokio::time::Instant::now();
+    // One message stream for the stage's life: `StreamConsumer::recv` makes a stream per
+    // call, registering and removing a waker under a lock each time, twice per record.
+    let mut messages = source.consumer().stream();
     'run: loop {
         tokio::select! {
             biased;
@@ -396,19 +401,23 @@ async fn run_sensor_stage(
                     last_commit = tokio::time::Instant::now();
                 }
             }
-            message = source.consumer().recv() => {
+            Some(message) = messages.next() => {
                 // Up to READ_BATCH records already fetched are handled in one turn, then the
                 // closed windows and alerts go out together: one pass through this loop's
                 // select and one sink hand-off per batch instead of per record.
                 let mut next = Some(message);
                 let mut handled = 0;
+                // What the batch consumed, applied once at its end: the offsets lock and the
+                // counters are shared with the sink tasks. Nothing reads either in between
+                // (commits and checkpoints happen on the tick, in this task).
+                let mut batch = ConsumedBatch::default();
                 // One clock read per turn: the records of a turn were fetched together.
                 let now = wall_ms();
                 shared.stats.mark_first_record(now);
                 'batch: while let Some(message) = next.take() {
                     handled += 1;
                     if handled < READ_BATCH {
-                        next = futures::FutureExt::now_or_never(source.consumer().recv());
+                        next = futures::FutureExt::now_or_never(messages.next()).flatten();
                     }
                     let message = match message {
                         Ok(message) => message,
@@ -449,20 +458,23 @@ async fn run_sensor_stage(
                         headers.iter().find(|h| h.key.eq_ignore_ascii_case("content-type")).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
                     });
                     let record = InputRecord { source: partition, offset: message.offset(), format: input.format, payload: message.payload(), content_type };
-                    let outcome = processor.process(record, now, &mut emitted);
-                    let mut offsets_now = offsets.lock().unwrap_or_else(|e| e.into_inner());
-                    match outcome {
-                        Ok(()) => shared.stats.record_accepted(input.kind),
+                    match processor.process(record, now, &mut emitted) {
+                        Ok(()) => batch.accepted[input.kind.index()] += 1,
                         Err(rejection) => {
                             tracing::debug!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %rejection.reason, detail = %rejection.detail, "Record dead-lettered");
                             shared.stats.record_rejected(input.kind, &rejection);
-                            offsets_now.hold(partition, message.offset());
-                            drop(offsets_now);
+                            offsets.lock().unwrap_or_else(|e| e.into_inner()).hold(partition, message.offset());
                             deadletters.send(message.topic(), partition, message.offset(), message.key(), message.payload(), &rejection);
-                            offsets_now = offsets.lock().unwrap_or_else(|e| e.into_inner());
                         }
                     }
-                    offsets_now.consumed(partition, message.offset());
+                    batch.consumed(partition, message.offset());
+                }
+                shared.stats.records_accepted(&batch.accepted);
+                {
+                    let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
+                    for &(partition, offset) in &batch.last_offsets {
+                        offsets.consumed(partition, offset);
+                    }
                 }
                 // Alerts first (they are what operations wait for; a minute boundary closes
                 // thousands of windows whose encoding would otherwise come before them), then
@@ -505,6 +517,23 @@ async fn run_sensor_stage(
         "Pipeline stopped"
     );
     Ok(())
+}
+
+/// What one turn of stage 1 consumed: the last offset per partition and the records
+/// accepted per kind.
+#[derive(Default)]
+struct ConsumedBatch {
+    last_offsets: Vec<(SourcePartition, i64)>,
+    accepted: [u64; Kind::ALL.len()],
+}
+
+impl ConsumedBatch {
+    fn consumed(&mut self, partition: SourcePartition, offset: i64) {
+        match self.last_offsets.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, last)) => *last = (*last).max(offset),
+            None => self.last_offsets.push((partition, offset)),
+        }
+    }
 }
 
 /// Hands closed windows to the sink (and the aggregates topic), holding their input

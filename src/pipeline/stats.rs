@@ -79,9 +79,13 @@ impl PipelineStats {
         let _ = self.first_record_ms.compare_exchange(0, wall_ms, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    pub fn record_accepted(&self, kind: Kind) {
-        self.records_in[kind.index()].fetch_add(1, Ordering::Relaxed);
-        self.accepted[kind.index()].fetch_add(1, Ordering::Relaxed);
+    /// Counts records accepted per kind (indexed by `Kind::index`): stage 1 adds a batch's
+    /// at once, not one atomic update per record.
+    pub fn records_accepted(&self, per_kind: &[u64; Kind::ALL.len()]) {
+        for (kind, &count) in per_kind.iter().enumerate().filter(|(_, c)| **c > 0) {
+            self.records_in[kind].fetch_add(count, Ordering::Relaxed);
+            self.accepted[kind].fetch_add(count, Ordering::Relaxed);
+        }
     }
 
     pub fn record_rejected(&self, kind: Kind, rejection: &Rejection) {
