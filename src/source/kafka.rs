@@ -61,7 +61,9 @@ impl ConsumerContext for RebalanceLog {
 
 pub struct KafkaSource {
     consumer: StreamConsumer<RebalanceLog>,
-    topics: HashMap<String, TopicInput>,
+    /// At most one topic per kind: found by comparing names, cheaper than hashing one per
+    /// record.
+    topics: Vec<TopicInput>,
     names: HashMap<crate::model::Kind, String>,
 }
 
@@ -127,7 +129,7 @@ impl KafkaSource {
         consumer.subscribe(&names)?;
         Ok(KafkaSource {
             consumer,
-            topics: inputs.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+            topics: inputs.to_vec(),
             names: inputs.iter().map(|t| (t.kind, t.name.clone())).collect(),
         })
     }
@@ -138,7 +140,7 @@ impl KafkaSource {
 
     /// The input topic config of a consumed topic name.
     pub fn input(&self, topic: &str) -> Option<&TopicInput> {
-        self.topics.get(topic)
+        self.topics.iter().find(|t| t.name == topic)
     }
 
     pub fn topic_name(&self, source: SourcePartition) -> &str {
@@ -161,7 +163,7 @@ impl KafkaSource {
         let mut revoked = self.consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner());
         revoked
             .drain(..)
-            .filter_map(|(topic, partition)| self.topics.get(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
+            .filter_map(|(topic, partition)| self.input(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
             .collect()
     }
 
@@ -170,7 +172,7 @@ impl KafkaSource {
         let mut assigned = self.consumer.context().assigned.lock().unwrap_or_else(|e| e.into_inner());
         assigned
             .drain(..)
-            .filter_map(|(topic, partition)| self.topics.get(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
+            .filter_map(|(topic, partition)| self.input(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
             .collect()
     }
 
