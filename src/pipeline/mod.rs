@@ -609,7 +609,8 @@ struct Checkpoints {
     /// Snapshots waiting until every effect of the records before them is acknowledged.
     pending: std::collections::HashMap<SourcePartition, PartitionCheckpoint>,
     /// The committed offset of each adopted partition, until its first record arrives.
-    first_offsets: std::collections::HashMap<SourcePartition, i64>,
+    /// Asked per record: foldhash, not SipHash.
+    first_offsets: std::collections::HashMap<SourcePartition, i64, foldhash::fast::RandomState>,
 }
 
 impl Checkpoints {
@@ -622,7 +623,7 @@ impl Checkpoints {
             last: tokio::time::Instant::now(),
             due: std::collections::VecDeque::new(),
             pending: std::collections::HashMap::new(),
-            first_offsets: std::collections::HashMap::new(),
+            first_offsets: Default::default(),
         })
     }
 
