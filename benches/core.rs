@@ -1,7 +1,7 @@
 //! criterion benches of the synchronous core, stage by stage: decoding (JSON, protobuf),
 //! the sketch, the window update (validated readings into a sensor's panes, windows closed),
 //! alert evaluation (closed hourly windows against deploy/rules.toml), the deadman timer's
-//! periodic run and line-protocol encoding; then the whole decode → validate → window →
+//! periodic run, line-protocol encoding and the area roll-up (stage 2); then the whole decode → validate → window →
 //! domain → alert → line-protocol path per reading on one thread, at 1 k, 10 k and 100 k
 //! PM2.5 sensors, from nothing and (at 10 k) in a steady state, with the rules the
 //! deployment ships.
@@ -16,6 +16,7 @@ use citysense::decode::{Decoder, Format, Limits};
 use citysense::model::{AreaRef, DomainValues, Kind, Reading, WindowResult};
 use citysense::pipeline::core::{CoreSettings, InputRecord, Processor, SourcePartition};
 use citysense::registry::Registry;
+use citysense::rollup::{AggregateMessage, AreaCatalog, AreaPartition, AreaSettings, SensorWindow};
 use citysense::sim::{City, FaultRates, Generator, SimFormat, SimRecord};
 use citysense::sink::line_protocol::encode_window;
 use citysense::window::{PartitionWindows, SensorBudget};
@@ -293,6 +294,42 @@ fn line_protocol(c: &mut Criterion) {
     group.finish();
 }
 
+/// Sensor windows per second through the area stage (stage 2): the windows 10 k PM2.5
+/// sensors close in a steady 5 minutes, read in batches of 512 as stage 1 writes them, then
+/// rolled up to grids, streets and districts (with peer deviations) when a watermark closes
+/// their area windows.
+fn area_rollup(c: &mut Criterion) {
+    let windows: Vec<SensorWindow> = closed_windows(10_000).iter().map(SensorWindow::from).collect();
+    let settings = AreaSettings { allowed_lateness_ms: 0, update_horizon_ms: 0, sources_per_kind: [1; 4] };
+    let catalog = AreaCatalog::from_registry(&Registry::empty());
+    let source = "city.pm25/0";
+    let mut group = c.benchmark_group("area_rollup");
+    group.throughput(Throughput::Elements(windows.len() as u64));
+    group.bench_function("pm25_windows", |b| {
+        b.iter_batched(
+            || windows.chunks(512).map(<[SensorWindow]>::to_vec).collect::<Vec<_>>(),
+            |batches| {
+                let (mut area, mut out) = (AreaPartition::default(), Vec::new());
+                let last = batches.len() as i64;
+                for (offset, windows) in batches.into_iter().enumerate() {
+                    area.on_message(
+                        AggregateMessage::Windows { source: source.into(), windows },
+                        offset as i64,
+                        &settings,
+                        &catalog,
+                        &mut out,
+                    );
+                }
+                let closing = AggregateMessage::Watermark { source: source.into(), kind: Kind::Pm25, watermark_ms: i64::MAX / 2 };
+                area.on_message(closing, last, &settings, &catalog, &mut out);
+                black_box(out.len())
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 /// The windows `sensors` PM2.5 sensors close over their second 5 minutes, as the core emits
 /// them (domain values added).
 fn closed_windows(sensors: usize) -> Vec<WindowResult> {
@@ -318,5 +355,5 @@ fn input_record(offset: usize, r: &SimRecord) -> InputRecord<'_> {
     }
 }
 
-criterion_group!(benches, decode, sketch, window_update, alert_evaluation, deadman_tick, line_protocol, core, core_warm);
+criterion_group!(benches, decode, sketch, window_update, alert_evaluation, deadman_tick, line_protocol, area_rollup, core, core_warm);
 criterion_main!(benches);

@@ -45,13 +45,12 @@ pub struct AreaEmit {
 /// peers must not make a rounding difference look like an outlier.
 const MIN_RELATIVE_SPREAD: f64 = 0.05;
 
-/// Each sensor's robust distance from the other sensors of its street (or district).
-fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
-    let mut groups: BTreeMap<(&str, &str), Vec<&SensorWindow>> = BTreeMap::new();
-    for s in bucket.sensors.values().filter(|s| s.mean.is_some()) {
-        let group = if s.street.is_empty() { ("", s.district.as_str()) } else { (s.street.as_str(), s.district.as_str()) };
-        groups.entry(group).or_default().push(s);
-    }
+/// Each sensor's robust distance from the other sensors of its street (or district);
+/// `sensors` in id order.
+fn deviations(key: &BucketKey, sensors: &[&SensorWindow]) -> Vec<PeerDeviation> {
+    let groups = grouped(sensors, |s| {
+        s.mean.is_some().then(|| if s.street.is_empty() { ("", s.district.as_str()) } else { (s.street.as_str(), s.district.as_str()) })
+    });
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let n = v.len();
@@ -61,8 +60,8 @@ fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         }
     };
-    let mut out = Vec::with_capacity(bucket.sensors.len());
-    for sensors in groups.values() {
+    let mut out = Vec::with_capacity(sensors.len());
+    for (_, sensors) in &groups {
         let mut means: Vec<f64> = sensors.iter().filter_map(|s| s.mean).collect();
         let m = median(&mut means);
         let mut spreads: Vec<f64> = means.iter().map(|x| (x - m).abs()).collect();
@@ -91,15 +90,44 @@ fn deviations(key: &BucketKey, bucket: &Bucket) -> Vec<PeerDeviation> {
     out
 }
 
+/// `sensors` grouped by `group_of` (`None`: in no group), groups in key order and each
+/// group's sensors in the order given. Hashed, then sorted once per group: a B-tree keyed
+/// by two strings cost a dozen string compares per sensor.
+fn grouped<'a>(
+    sensors: &[&'a SensorWindow],
+    group_of: impl Fn(&'a SensorWindow) -> Option<(&'a str, &'a str)>,
+) -> Vec<((&'a str, &'a str), Vec<&'a SensorWindow>)> {
+    let mut groups: HashMap<(&str, &str), Vec<&SensorWindow>, foldhash::fast::RandomState> = HashMap::default();
+    for &s in sensors {
+        if let Some(group) = group_of(s) {
+            groups.entry(group).or_default().push(s);
+        }
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    groups
+}
+
 type BucketKey = (Kind, SmolStr, i64);
 
 #[derive(Debug)]
 struct Bucket {
     start_ms: i64,
     first_offset: i64,
-    sensors: BTreeMap<SmolStr, SensorWindow>,
+    /// By sensor id: hashed, since a B-tree of 10 k ids cost a dozen string compares per
+    /// window and moved the large windows about; put in id order once, when emitted.
+    sensors: HashMap<SmolStr, SensorWindow, foldhash::fast::RandomState>,
     /// The offset of the watermark marker that closed (and emitted) it; `None` while open.
     closed_at: Option<i64>,
+}
+
+impl Bucket {
+    /// Its area results and peer deviations, holding `hold_offset` until written.
+    fn emit(&self, key: &BucketKey, catalog: &AreaCatalog, hold_offset: i64) -> AreaEmit {
+        let mut sensors: Vec<&SensorWindow> = self.sensors.values().collect();
+        sensors.sort_unstable_by(|a, b| a.sensor_id.cmp(&b.sensor_id));
+        AreaEmit { results: roll_up(key, self.start_ms, &sensors, catalog), deviations: deviations(key, &sensors), hold_offset }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -206,17 +234,14 @@ impl AreaPartition {
                 bucket.sensors.insert(window.sensor_id.clone(), window);
                 if bucket.closed_at.is_some() {
                     // A correction (late policy `update`): emit the area window again.
-                    out.push(AreaEmit {
-                        results: roll_up(&key, bucket, catalog),
-                        deviations: deviations(&key, bucket),
-                        hold_offset: offset,
-                    });
+                    out.push(bucket.emit(&key, catalog, offset));
                 }
             }
             None if closed => self.dropped_after_close += 1,
             None => {
                 let start_ms = window.start_ms;
-                let sensors = BTreeMap::from([(window.sensor_id.clone(), window)]);
+                let mut sensors = HashMap::default();
+                sensors.insert(window.sensor_id.clone(), window);
                 self.buckets.insert(key, Bucket { start_ms, first_offset: offset, sensors, closed_at: None });
             }
         }
@@ -230,21 +255,17 @@ impl AreaPartition {
                 continue;
             }
             bucket.closed_at = Some(offset);
-            out.push(AreaEmit {
-                results: roll_up(key, bucket, catalog),
-                deviations: deviations(key, bucket),
-                hold_offset: bucket.first_offset,
-            });
+            out.push(bucket.emit(key, catalog, bucket.first_offset));
         }
     }
 }
 
-/// Grid, street and district results of one area window.
-fn roll_up(key: &BucketKey, bucket: &Bucket, catalog: &AreaCatalog) -> Vec<AreaResult> {
+/// Grid, street and district results of one area window; `sensors` in id order.
+fn roll_up(key: &BucketKey, start_ms: i64, sensors: &[&SensorWindow], catalog: &AreaCatalog) -> Vec<AreaResult> {
     let (kind, window, end_ms) = (key.0, &key.1, key.2);
-    let district_means: HashMap<&str, f64> = {
-        let mut sums: HashMap<&str, (f64, u32)> = HashMap::new();
-        for s in bucket.sensors.values() {
+    let district_means: HashMap<&str, f64, foldhash::fast::RandomState> = {
+        let mut sums: HashMap<&str, (f64, u32), foldhash::fast::RandomState> = HashMap::default();
+        for s in sensors {
             if let Some(mean) = s.mean {
                 let e = sums.entry(s.district.as_str()).or_default();
                 e.0 += mean;
@@ -255,17 +276,14 @@ fn roll_up(key: &BucketKey, bucket: &Bucket, catalog: &AreaCatalog) -> Vec<AreaR
     };
     let mut out = Vec::new();
     for level in AreaLevel::ALL {
-        let mut groups: BTreeMap<(&str, &str), Vec<&SensorWindow>> = BTreeMap::new();
-        for s in bucket.sensors.values() {
+        let groups = grouped(sensors, |s| {
             let area = match level {
                 AreaLevel::Grid => &s.grid,
                 AreaLevel::Street => &s.street,
                 AreaLevel::District => &s.district,
             };
-            if !area.is_empty() {
-                groups.entry((area.as_str(), s.district.as_str())).or_default().push(s);
-            }
-        }
+            (!area.is_empty()).then(|| (area.as_str(), s.district.as_str()))
+        });
         for ((area, district), sensors) in groups {
             let means: Vec<f64> = sensors.iter().filter_map(|s| s.mean).collect();
             let reporting = sensors.len() as u32;
@@ -279,7 +297,7 @@ fn roll_up(key: &BucketKey, bucket: &Bucket, catalog: &AreaCatalog) -> Vec<AreaR
             out.push(AreaResult {
                 kind,
                 window: window.clone(),
-                start_ms: bucket.start_ms,
+                start_ms,
                 end_ms,
                 level,
                 area: area.into(),

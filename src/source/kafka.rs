@@ -127,11 +127,7 @@ impl KafkaSource {
         let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog::default())?;
         let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&names)?;
-        Ok(KafkaSource {
-            consumer,
-            topics: inputs.to_vec(),
-            names: inputs.iter().map(|t| (t.kind, t.name.clone())).collect(),
-        })
+        Ok(KafkaSource { consumer, topics: inputs.to_vec(), names: inputs.iter().map(|t| (t.kind, t.name.clone())).collect() })
     }
 
     pub fn consumer(&self) -> &StreamConsumer<RebalanceLog> {
@@ -161,10 +157,7 @@ impl KafkaSource {
     /// Partitions revoked since the last call.
     pub fn take_revoked(&self) -> Vec<SourcePartition> {
         let mut revoked = self.consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner());
-        revoked
-            .drain(..)
-            .filter_map(|(topic, partition)| self.input(&topic).map(|t| SourcePartition { kind: t.kind, partition }))
-            .collect()
+        revoked.drain(..).filter_map(|(topic, partition)| self.input(&topic).map(|t| SourcePartition { kind: t.kind, partition })).collect()
     }
 
     /// Partitions assigned since the last call.
