@@ -1,6 +1,7 @@
 //! The in-memory store of recent window results: what `/api/v1/series` serves and the
 //! demo's time-series store. Bounded: each (kind, window) keeps its newest results only.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
@@ -12,8 +13,8 @@ use crate::rollup::{AreaLevel, AreaResult};
 /// Results kept per (kind, window label) before the oldest are dropped from memory.
 pub const DEFAULT_RESULTS_PER_SERIES: usize = 20_000;
 
-/// Newest results per (kind, window label).
-type SeriesRings = HashMap<(Kind, SmolStr), VecDeque<Arc<WindowResult>>>;
+/// Newest results per (kind, window label); looked up per window written (foldhash).
+type SeriesRings = HashMap<(Kind, SmolStr), VecDeque<Arc<WindowResult>>, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -40,7 +41,7 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn new(capacity: usize) -> Self {
-        MemoryStore { capacity, series: RwLock::new(HashMap::new()) }
+        MemoryStore { capacity, series: RwLock::new(HashMap::default()) }
     }
 
     pub fn insert_batch(&self, results: impl IntoIterator<Item = Arc<WindowResult>>) {
@@ -133,11 +134,13 @@ impl AreaStore {
                 history.pop_front();
             }
             history.push_back(result.clone());
-            let key = (result.kind, result.window.clone(), result.level, result.area.clone());
-            match latest.get(&key) {
-                Some(existing) if existing.end_ms > result.end_ms => {}
-                _ => {
-                    latest.insert(key, result);
+            match latest.entry((result.kind, result.window.clone(), result.level, result.area.clone())) {
+                Entry::Occupied(newer) if newer.get().end_ms > result.end_ms => {}
+                Entry::Occupied(mut older) => {
+                    older.insert(result);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(result);
                 }
             }
         }
@@ -210,5 +213,45 @@ mod tests {
         let summary = store.latest_by_district(Kind::Pm25, "1m");
         assert_eq!(summary["hd"], (30.0, 2, 120_000));
         assert_eq!(summary["cy"].1, 1);
+    }
+
+    fn area_result(area: &str, end_ms: i64, mean: f64) -> AreaResult {
+        AreaResult {
+            kind: Kind::Pm25,
+            window: "1m".into(),
+            start_ms: end_ms - 60_000,
+            end_ms,
+            level: AreaLevel::Grid,
+            area: area.into(),
+            district: "hd".into(),
+            mean: Some(mean),
+            max: Some(mean),
+            sensors_reporting: 1,
+            sensors_silent: None,
+            piles_offline: None,
+            availability: None,
+            fault_ratio: None,
+            utilisation: None,
+            hotspots: None,
+        }
+    }
+
+    #[test]
+    fn an_area_keeps_its_newest_window_and_a_correction_of_it_replaces_it() {
+        let store = AreaStore::default();
+        store.insert_batch([area_result("g1", 120_000, 10.0), area_result("g1", 60_000, 5.0), area_result("g2", 60_000, 7.0)]);
+        let means = |store: &AreaStore| {
+            let mut latest: Vec<_> = store.query(None, None, None).iter().map(|r| (r.area.to_string(), r.end_ms, r.mean)).collect();
+            latest.sort_by(|a, b| a.0.cmp(&b.0));
+            latest
+        };
+        assert_eq!(
+            means(&store),
+            [("g1".into(), 120_000, Some(10.0)), ("g2".into(), 60_000, Some(7.0))],
+            "an older window does not replace a newer"
+        );
+        store.insert_batch([area_result("g1", 120_000, 12.0)]);
+        assert_eq!(means(&store)[0], ("g1".into(), 120_000, Some(12.0)), "a correction replaces");
+        assert_eq!(store.history().len(), 4, "every result is in the history");
     }
 }
