@@ -5,6 +5,7 @@
 //! published before it. A record holds the lowest input offset of its windows until the
 //! broker has it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,19 +66,30 @@ struct WindowsRecord<'a> {
 }
 
 /// Groups (input partition, input offset, window) into records: one per input partition
-/// and key, split at `MAX_WINDOWS_PER_RECORD`; a sensor's windows keep their order.
+/// and key, in (partition, key) order, split at `MAX_WINDOWS_PER_RECORD`; a sensor's
+/// windows keep their order. Grouped by hashing, then the few groups sorted: sorting every
+/// window by its key string cost stage 1 more than writing the records.
 fn records_of<'a>(windows: impl IntoIterator<Item = (SourcePartition, i64, &'a WindowResult)>) -> Vec<WindowsRecord<'a>> {
-    let mut windows: Vec<(SourcePartition, i64, SensorWindowRef<'a>)> =
-        windows.into_iter().map(|(source, offset, window)| (source, offset, SensorWindowRef::of(window))).collect();
-    windows.sort_by(|a, b| (a.0, a.2.key()).cmp(&(b.0, b.2.key()))); // stable
-    windows
-        .chunk_by(|a, b| (a.0, a.2.key()) == (b.0, b.2.key()))
-        .flat_map(|group| group.chunks(MAX_WINDOWS_PER_RECORD))
-        .map(|chunk| WindowsRecord {
-            source: chunk[0].0,
-            key: chunk[0].2.key(),
-            hold_offset: chunk.iter().map(|(_, offset, _)| *offset).min().unwrap_or_default(),
-            windows: chunk.iter().map(|(_, _, window)| *window).collect(),
+    type Group<'a> = ((SourcePartition, &'a str), Vec<(i64, SensorWindowRef<'a>)>);
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    let mut index: HashMap<(SourcePartition, &'a str), usize, foldhash::fast::RandomState> = HashMap::default();
+    for (source, offset, window) in windows {
+        let window = SensorWindowRef::of(window);
+        let group = *index.entry((source, window.key())).or_insert_with(|| {
+            groups.push(((source, window.key()), Vec::new()));
+            groups.len() - 1
+        });
+        groups[group].1.push((offset, window));
+    }
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    groups
+        .iter()
+        .flat_map(|((source, key), windows)| windows.chunks(MAX_WINDOWS_PER_RECORD).map(move |chunk| (*source, *key, chunk)))
+        .map(|(source, key, chunk)| WindowsRecord {
+            source,
+            key,
+            hold_offset: chunk.iter().map(|(offset, _)| *offset).min().unwrap_or_default(),
+            windows: chunk.iter().map(|(_, window)| *window).collect(),
         })
         .collect()
 }
