@@ -1,10 +1,10 @@
 //! criterion benches of the synchronous core, stage by stage: decoding (JSON, protobuf),
 //! the sketch, the window update (validated readings into a sensor's panes, windows closed),
 //! alert evaluation (closed hourly windows against deploy/rules.toml), the deadman timer's
-//! periodic run, line-protocol encoding and the area roll-up (stage 2); then the whole decode → validate → window →
-//! domain → alert → line-protocol path per reading on one thread, at 1 k, 10 k and 100 k
-//! PM2.5 sensors, from nothing and (at 10 k) in a steady state, with the rules the
-//! deployment ships.
+//! periodic run, line-protocol encoding and the area roll-up (stage 2); then the whole
+//! decode → validate → window → domain → alert → line-protocol path per reading on one
+//! thread, at 1 k, 10 k and 100 k PM2.5 sensors, from nothing and (at 10 k) in a steady
+//! state, with the rules the deployment ships.
 
 use std::sync::Arc;
 

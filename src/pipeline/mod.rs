@@ -433,6 +433,7 @@ async fn run_sensor_stage(
                         let mut assigned = source.take_assigned();
                         assigned.push(partition);
                         if !checkpoints.adopt(&assigned, &mut processor, &offsets, &source, &shared.stats, &shutdown).await {
+                            batch.apply(&offsets, &shared.stats);
                             break 'run;
                         }
                     }
@@ -469,13 +470,7 @@ async fn run_sensor_stage(
                     }
                     batch.consumed(partition, message.offset());
                 }
-                shared.stats.records_accepted(&batch.accepted);
-                {
-                    let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
-                    for &(partition, offset) in &batch.last_offsets {
-                        offsets.consumed(partition, offset);
-                    }
-                }
+                batch.apply(&offsets, &shared.stats);
                 // Alerts first (they are what operations wait for; a minute boundary closes
                 // thousands of windows whose encoding would otherwise come before them), then
                 // the windows. Both hold their offsets from here; nothing commits in between
@@ -532,6 +527,15 @@ impl ConsumedBatch {
         match self.last_offsets.iter_mut().find(|(p, _)| *p == partition) {
             Some((_, last)) => *last = (*last).max(offset),
             None => self.last_offsets.push((partition, offset)),
+        }
+    }
+
+    /// Records the batch in the offset tracker and the counters (one lock, one update per kind).
+    fn apply(&self, offsets: &Mutex<OffsetTracker>, stats: &PipelineStats) {
+        stats.records_accepted(&self.accepted);
+        let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
+        for &(partition, offset) in &self.last_offsets {
+            offsets.consumed(partition, offset);
         }
     }
 }

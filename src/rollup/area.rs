@@ -91,8 +91,8 @@ fn deviations(key: &BucketKey, sensors: &[&SensorWindow]) -> Vec<PeerDeviation> 
 }
 
 /// `sensors` grouped by `group_of` (`None`: in no group), groups in key order and each
-/// group's sensors in the order given. Hashed, then sorted once per group: a B-tree keyed
-/// by two strings cost a dozen string compares per sensor.
+/// group's sensors in the order given. Hashed, then the groups sorted by key: a B-tree
+/// keyed by two strings cost a dozen string compares per sensor.
 fn grouped<'a>(
     sensors: &[&'a SensorWindow],
     group_of: impl Fn(&'a SensorWindow) -> Option<(&'a str, &'a str)>,
