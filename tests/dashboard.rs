@@ -108,23 +108,44 @@ async fn the_operations_page_shows_live_data_and_acknowledges_an_alert() {
     let records = browser.eval(&session, "return document.getElementById('stat-records').textContent").await;
     assert_ne!(records, json!("–"), "the record counter was never filled");
 
-    // Acknowledge the first firing alert with its button.
-    let fingerprint = browser
-        .eval(
-            &session,
-            "const b = document.querySelector('tr.alert-row[data-status=firing] button.ack:not([disabled])'); b.click(); return b.dataset.fingerprint;",
-        )
-        .await;
-    let fingerprint = fingerprint.as_str().expect("a fingerprint").to_owned();
-    // The page lists open alerts only: the row shows "acknowledged", or it is gone because
-    // the demo's data moved on and the alert resolved after the click (the API check below
-    // then still requires that the click acknowledged it).
-    let in_page = format!("const r = document.querySelector('tr.alert-row[data-fingerprint=\"{fingerprint}\"]'); return !r || r.dataset.status === 'acknowledged';");
-    browser.wait_for(&session, "the alert acknowledged (or resolved after it)", &in_page, limit).await;
-    let all: Vec<Value> = client.get(format!("{api}/api/v1/alerts?status=all")).send().await.unwrap().json().await.unwrap();
-    let alert = all.iter().find(|a| a["fingerprint"] == fingerprint.as_str()).expect("the alert in the API");
-    // The demo's data moves on: the alert may already have resolved, and a resolved alert
-    // still says who acknowledged it.
+    // Acknowledge the first firing alert with its button. The demo's data moves on: an
+    // alert can resolve between the page showing it and the click reaching the engine (the
+    // click then acknowledges nothing). That alert is left and the next one clicked, a few
+    // times at most; every click that lands must acknowledge its alert.
+    let mut acknowledged = None;
+    for _ in 0..3 {
+        let fingerprint = browser
+            .eval(
+                &session,
+                "const b = document.querySelector('tr.alert-row[data-status=firing] button.ack:not([disabled])'); if (!b) return null; b.click(); return b.dataset.fingerprint;",
+            )
+            .await;
+        let Some(fingerprint) = fingerprint.as_str().map(str::to_owned) else {
+            browser
+                .wait_for(
+                    &session,
+                    "a firing alert",
+                    "return !!document.querySelector('tr.alert-row[data-status=firing] button.ack:not([disabled])')",
+                    limit,
+                )
+                .await;
+            continue;
+        };
+        // The page lists open alerts only: the row shows "acknowledged", or it is gone
+        // because the alert resolved.
+        let in_page = format!("const r = document.querySelector('tr.alert-row[data-fingerprint=\"{fingerprint}\"]'); return !r || r.dataset.status === 'acknowledged';");
+        browser.wait_for(&session, "the alert acknowledged (or resolved)", &in_page, limit).await;
+        let all: Vec<Value> = client.get(format!("{api}/api/v1/alerts?status=all")).send().await.unwrap().json().await.unwrap();
+        let alert = all.iter().find(|a| a["fingerprint"] == fingerprint.as_str()).expect("the alert in the API").clone();
+        if alert["status"] == "resolved" && alert["acknowledged_by"].is_null() {
+            eprintln!("alert {fingerprint} resolved before the click reached it; clicking another");
+            continue;
+        }
+        acknowledged = Some(alert);
+        break;
+    }
+    let alert = acknowledged.expect("three firing alerts all resolved before their click landed");
+    // A resolved alert still says who acknowledged it.
     assert!(alert["status"] == "acknowledged" || alert["status"] == "resolved", "{alert}");
     assert_eq!(alert["acknowledged_by"], "dashboard", "{alert}");
 
