@@ -61,10 +61,9 @@ impl ConsumerContext for RebalanceLog {
 
 pub struct KafkaSource {
     consumer: StreamConsumer<RebalanceLog>,
-    /// At most one topic per kind: found by comparing names, cheaper than hashing one per
-    /// record.
+    /// At most one topic per kind: found by comparing names (or kinds), cheaper than hashing
+    /// one per record.
     topics: Vec<TopicInput>,
-    names: HashMap<crate::model::Kind, String>,
 }
 
 /// `bootstrap.servers` and the connection settings of `[kafka.properties]` (`security.*`,
@@ -127,7 +126,7 @@ impl KafkaSource {
         let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog::default())?;
         let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&names)?;
-        Ok(KafkaSource { consumer, topics: inputs.to_vec(), names: inputs.iter().map(|t| (t.kind, t.name.clone())).collect() })
+        Ok(KafkaSource { consumer, topics: inputs.to_vec() })
     }
 
     pub fn consumer(&self) -> &StreamConsumer<RebalanceLog> {
@@ -140,7 +139,7 @@ impl KafkaSource {
     }
 
     pub fn topic_name(&self, source: SourcePartition) -> &str {
-        self.names.get(&source.kind).map_or("", String::as_str)
+        self.topics.iter().find(|t| t.kind == source.kind).map_or("", |t| t.name.as_str())
     }
 
     /// "topic/partition": how the aggregates topic names an input partition, in window
