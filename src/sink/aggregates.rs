@@ -70,17 +70,12 @@ struct WindowsRecord<'a> {
 /// windows keep their order. Grouped by hashing, then the few groups sorted: sorting every
 /// window by its key string cost stage 1 more than writing the records.
 fn records_of<'a>(windows: impl IntoIterator<Item = (SourcePartition, i64, &'a WindowResult)>) -> Vec<WindowsRecord<'a>> {
-    type Group<'a> = ((SourcePartition, &'a str), Vec<(i64, SensorWindowRef<'a>)>);
-    let mut groups: Vec<Group<'a>> = Vec::new();
-    let mut index: HashMap<(SourcePartition, &'a str), usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut groups: HashMap<(SourcePartition, &'a str), Vec<(i64, SensorWindowRef<'a>)>, foldhash::fast::RandomState> = HashMap::default();
     for (source, offset, window) in windows {
         let window = SensorWindowRef::of(window);
-        let group = *index.entry((source, window.key())).or_insert_with(|| {
-            groups.push(((source, window.key()), Vec::new()));
-            groups.len() - 1
-        });
-        groups[group].1.push((offset, window));
+        groups.entry((source, window.key())).or_default().push((offset, window));
     }
+    let mut groups: Vec<_> = groups.into_iter().collect();
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     groups
         .iter()
