@@ -97,8 +97,9 @@ async fn the_operations_page_shows_live_data_and_acknowledges_an_alert() {
     browser.wait_for(&session, "the PM2.5 chart", "return !!document.querySelector('#pm25-line')", limit).await;
     browser.wait_for(&session, "AQI-coloured areas", "return document.querySelectorAll('tr.area-row .aqi').length > 0", limit).await;
     browser.wait_for(&session, "water gauges", "return document.querySelectorAll('tr.water-row').length > 0", limit).await;
-    let firing = "return !!document.querySelector('tr.alert-row[data-status=firing] button.ack:not([disabled])')";
-    browser.wait_for(&session, "a firing alert", firing, limit).await;
+    let ack_button = "document.querySelector('tr.alert-row[data-status=firing] button.ack:not([disabled])')";
+    let firing = format!("return !!{ack_button}");
+    browser.wait_for(&session, "a firing alert", &firing, limit).await;
     let records = browser.eval(&session, "return document.getElementById('stat-records').textContent").await;
     assert_ne!(records, json!("–"), "the record counter was never filled");
 
@@ -108,14 +109,10 @@ async fn the_operations_page_shows_live_data_and_acknowledges_an_alert() {
     // times at most; every click that lands must acknowledge its alert.
     let mut acknowledged = None;
     for _ in 0..3 {
-        let fingerprint = browser
-            .eval(
-                &session,
-                "const b = document.querySelector('tr.alert-row[data-status=firing] button.ack:not([disabled])'); if (!b) return null; b.click(); return b.dataset.fingerprint;",
-            )
-            .await;
+        let click = format!("const b = {ack_button}; if (!b) return null; b.click(); return b.dataset.fingerprint;");
+        let fingerprint = browser.eval(&session, &click).await;
         let Some(fingerprint) = fingerprint.as_str().map(str::to_owned) else {
-            browser.wait_for(&session, "a firing alert", firing, limit).await;
+            browser.wait_for(&session, "a firing alert", &firing, limit).await;
             continue;
         };
         // The page lists open alerts only: the row shows "acknowledged", or it is gone
