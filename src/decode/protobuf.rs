@@ -43,25 +43,21 @@ pub fn decode_pile_status(bytes: &[u8]) -> Result<RawRecord<'_>, Rejection> {
 
 /// The fields of a flat message, read so far (proto3 defaults until then).
 trait MessageFields<'a>: Default {
-    /// The (field, wire type) pairs in field-number order, as encoders write them.
-    const KEYS_IN_ORDER: &'static [(u32, u8)];
+    /// Reads the fields that come in field-number order, as encoders write them: each is
+    /// looked for where it would be (`in_number_order!`), and any other is left for `read`.
+    fn read_in_number_order(&mut self, fields: &mut Reader<'a>) -> Result<(), WireError>;
 
     /// Reads the payload of field `key`.
     fn read(&mut self, fields: &mut Reader<'a>, key: (u32, u8)) -> Result<(), WireError>;
 }
 
-/// Reads a message's fields. Encoders write them in number order: each is looked for there
-/// first (a byte compare, and only that field's read, inlined with its key a constant), then
-/// whatever else the message holds is read in any order, the last value winning.
+/// Reads a message's fields: those in number order first, then whatever else the message
+/// holds in any order, the last value winning.
 fn read_message<'a, M: MessageFields<'a>>(bytes: &'a [u8]) -> Result<M, Rejection> {
     let mut message = M::default();
     let mut fields = Reader::new(bytes);
     (|| {
-        for &key in M::KEYS_IN_ORDER {
-            if fields.next_key_is(key) {
-                message.read(&mut fields, key)?;
-            }
-        }
+        message.read_in_number_order(&mut fields)?;
         while let Some(key) = fields.key()? {
             message.read(&mut fields, key)?;
         }
@@ -69,6 +65,20 @@ fn read_message<'a, M: MessageFields<'a>>(bytes: &'a [u8]) -> Result<M, Rejectio
     })()
     .map_err(undecodable)?;
     Ok(message)
+}
+
+/// For each (field, wire type) key in turn: when the next key is it (a byte compare), reads
+/// that field. Written out key by key, so each read is inlined with its key a constant and
+/// compiles to that field's code alone, not a match on the field number.
+macro_rules! in_number_order {
+    ($message:expr, $fields:expr, $($key:expr),+ $(,)?) => {{
+        $(
+            if $fields.next_key_is($key) {
+                $message.read($fields, $key)?;
+            }
+        )+
+        Ok(())
+    }};
 }
 
 #[derive(Default)]
@@ -85,8 +95,9 @@ struct ReadingFields<'a> {
 }
 
 impl<'a> MessageFields<'a> for ReadingFields<'a> {
-    const KEYS_IN_ORDER: &'static [(u32, u8)] =
-        &[(1, 2), (2, 2), (3, 0), (4, 1), (5, 2), (6, 2), (7, 2), (8, 2), (9, 1), (10, 1), (11, 2), (12, 0)];
+    fn read_in_number_order(&mut self, fields: &mut Reader<'a>) -> Result<(), WireError> {
+        in_number_order!(self, fields, (1, 2), (2, 2), (3, 0), (4, 1), (5, 2), (6, 2), (7, 2), (8, 2), (9, 1), (10, 1), (11, 2), (12, 0))
+    }
 
     #[inline(always)]
     fn read(&mut self, fields: &mut Reader<'a>, key: (u32, u8)) -> Result<(), WireError> {
@@ -122,7 +133,9 @@ struct PileStatusFields<'a> {
 }
 
 impl<'a> MessageFields<'a> for PileStatusFields<'a> {
-    const KEYS_IN_ORDER: &'static [(u32, u8)] = &[(1, 2), (2, 0), (3, 0), (4, 2), (5, 2), (6, 1), (7, 2), (8, 2), (9, 2), (10, 2), (11, 0)];
+    fn read_in_number_order(&mut self, fields: &mut Reader<'a>) -> Result<(), WireError> {
+        in_number_order!(self, fields, (1, 2), (2, 0), (3, 0), (4, 2), (5, 2), (6, 1), (7, 2), (8, 2), (9, 2), (10, 2), (11, 0))
+    }
 
     #[inline(always)]
     fn read(&mut self, fields: &mut Reader<'a>, key: (u32, u8)) -> Result<(), WireError> {
