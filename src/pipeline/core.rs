@@ -253,6 +253,10 @@ impl Processor {
 
     /// Adds coverage and domain metrics to the windows that just closed and hands them on.
     fn finish_closed(&mut self, source: SourcePartition, hold: i64, emitted: &mut Vec<Emitted>) {
+        // Most readings close nothing: no drain to set up and tear down for them.
+        if self.scratch.is_empty() {
+            return;
+        }
         for mut window in self.scratch.drain(..) {
             let info = self.registry.get(&window.sensor_id);
             enrich(&mut window, info, &self.settings.domain, &mut self.memory);
