@@ -154,6 +154,12 @@ struct LastSeen {
     kind: Kind,
 }
 
+/// A sensor's deadman entry, as `AlertEngine::seen` returns it: a caller that keeps it
+/// restarts the sensor's timer with `seen_again`, without a lookup by id. Entries are never
+/// removed, so a kept one stays the sensor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenEntry(u32);
+
 /// The engine's maps, keyed by sensor ids and fingerprints: foldhash, seeded per map, as the
 /// window stage's sensor map. With SipHash the deadman timer's per-reading lookup was ~290
 /// instructions, 8 % of the core's.
@@ -167,9 +173,12 @@ pub struct AlertEngine {
     rules_of_kind: [Vec<usize>; 4],
     flap: FlapPolicy,
     states: Map<String, AlertState>,
-    /// Looked up per reading of a kind with a deadman rule. `SmolStr` keys: a sensor id
-    /// (up to 23 bytes) is compared in the table, without a second cache miss to the heap.
-    last_seen: Map<SmolStr, LastSeen>,
+    /// Each sensor's entry in `last_seen`, for a reading of a kind with a deadman rule whose
+    /// caller kept no `SeenEntry`. `SmolStr` keys: a sensor id (up to 23 bytes) is compared
+    /// in the table, without a second cache miss to the heap.
+    seen_index: Map<SmolStr, SeenEntry>,
+    /// Per sensor (by `SeenEntry`): its id and when it last reported.
+    last_seen: Vec<(SmolStr, LastSeen)>,
     /// The area of each sensor in `last_seen`, by `LastSeen::area`.
     seen_areas: Vec<Area>,
     /// Consecutive zero-variance windows per (rule, sensor).
@@ -191,7 +200,8 @@ impl AlertEngine {
             rules_of_kind,
             flap,
             states: Map::default(),
-            last_seen: Map::default(),
+            seen_index: Map::default(),
+            last_seen: Vec::new(),
             seen_areas: Vec::new(),
             stuck_runs: Map::default(),
             faulted_since: Map::default(),
@@ -221,13 +231,29 @@ impl AlertEngine {
     }
 
     /// A reading stamped `ts_ms` was accepted from stream `clock`: the deadman timer restarts.
-    pub fn seen(&mut self, sensor: &str, kind: Kind, area: &AreaRef<'_>, ts_ms: i64, clock: u32) {
-        if let Some(entry) = self.last_seen.get_mut(sensor) {
-            entry.ts_ms = entry.ts_ms.max(ts_ms);
-            entry.clock = clock;
-        } else if self.last_seen.len() < self.max_sensors {
-            self.last_seen.insert(SmolStr::new(sensor), LastSeen { ts_ms, clock, area: self.seen_areas.len() as u32, kind });
-            self.seen_areas.push(area.to_area());
+    /// The sensor's entry, for `seen_again`; none once `max_sensors` are remembered.
+    pub fn seen(&mut self, sensor: &str, kind: Kind, area: &AreaRef<'_>, ts_ms: i64, clock: u32) -> Option<SeenEntry> {
+        if let Some(&entry) = self.seen_index.get(sensor) {
+            self.seen_again(entry, ts_ms, clock);
+            return Some(entry);
+        }
+        if self.last_seen.len() >= self.max_sensors {
+            return None;
+        }
+        let entry = SeenEntry(self.last_seen.len() as u32);
+        let id = SmolStr::new(sensor);
+        self.seen_index.insert(id.clone(), entry);
+        self.last_seen.push((id, LastSeen { ts_ms, clock, area: self.seen_areas.len() as u32, kind }));
+        self.seen_areas.push(area.to_area());
+        Some(entry)
+    }
+
+    /// `seen`, for the sensor of `entry` (which `seen` returned for it).
+    #[inline]
+    pub fn seen_again(&mut self, entry: SeenEntry, ts_ms: i64, clock: u32) {
+        if let Some((_, last)) = self.last_seen.get_mut(entry.0 as usize) {
+            last.ts_ms = last.ts_ms.max(ts_ms);
+            last.clock = clock;
         }
     }
 
@@ -338,6 +364,7 @@ impl AlertEngine {
             let mut due: Vec<(SmolStr, Area, i64)> = self
                 .last_seen
                 .iter()
+                .map(|(id, s)| (id, s))
                 .filter(|(_, s)| s.kind == kind)
                 .map(|(id, s)| (id, s, now_of(s.clock).unwrap_or(now_wall_ms).min(now_wall_ms) - s.ts_ms))
                 .filter(|(id, _, quiet_ms)| *quiet_ms > limit || firing.contains(id.as_str()))

@@ -6,14 +6,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::alert::engine::SeenEntry;
 use crate::alert::{AlertEngine, AlertEvent, AlertInput, AlertState, FlapPolicy, Rule};
 use crate::config::Settings;
 use crate::decode::{Decoder, Format, Rejection};
 use crate::domain::enrich::{enrich, DomainMemory, DomainSettings};
-use crate::model::Kind;
-use crate::model::WindowResult;
+use crate::model::{Kind, Reading, WindowResult};
 use crate::registry::Registry;
-use crate::window::{PartitionWindows, SensorBudget, WindowSpec, WindowTiming};
+use crate::window::{PartitionWindows, SensorBudget, SensorSlot, WindowSpec, WindowTiming};
 
 /// A stream clock id for the alert engine's deadman timer: one per input partition.
 fn clock_of(source: SourcePartition) -> u32 {
@@ -104,6 +104,32 @@ impl From<&Settings> for CoreSettings {
     }
 }
 
+/// The deadman entries `AlertEngine::seen` gave out, kept per partition by window slot: a
+/// reading restarts its sensor's timer through an index, not a second lookup by id (that
+/// table's cache misses cost the core's steady state ~9 % of its rate; see BENCHMARKS.md).
+#[derive(Default)]
+struct DeadmanEntries(HashMap<SourcePartition, Vec<Option<SeenEntry>>, foldhash::fast::RandomState>);
+
+impl DeadmanEntries {
+    /// Restarts the deadman timer of `reading`'s sensor, held in `sensor` of `source`.
+    fn restart(&mut self, alerts: &mut AlertEngine, source: SourcePartition, sensor: SensorSlot, reading: &Reading<'_>, ts_ms: i64) {
+        let clock = clock_of(source);
+        let kept = self.0.entry(source).or_default();
+        let slot = sensor.index as usize;
+        // A new slot's entry, if any, was the sensor's that had the slot before.
+        match kept.get(slot).copied().flatten().filter(|_| !sensor.new) {
+            Some(entry) => alerts.seen_again(entry, ts_ms, clock),
+            None => {
+                let entry = alerts.seen(&reading.sensor_id, reading.kind, &reading.area, ts_ms, clock);
+                if kept.len() <= slot {
+                    kept.resize(slot + 1, None);
+                }
+                kept[slot] = entry;
+            }
+        }
+    }
+}
+
 pub struct Processor {
     settings: CoreSettings,
     /// `settings.windows`, shared with every partition of the kind.
@@ -119,6 +145,7 @@ pub struct Processor {
     alerts: AlertEngine,
     /// Kinds with a deadman rule: only their readings restart the timer.
     deadman_kinds: [bool; 4],
+    deadman_entries: DeadmanEntries,
     alert_scratch: Vec<(AlertEvent, AlertState)>,
     pending_alerts: Vec<PendingAlert<(SourcePartition, i64)>>,
 }
@@ -146,6 +173,7 @@ impl Processor {
             memory: DomainMemory::default(),
             alerts,
             deadman_kinds,
+            deadman_entries: DeadmanEntries::default(),
             alert_scratch: Vec::new(),
             pending_alerts: Vec::new(),
         }
@@ -163,14 +191,14 @@ impl Processor {
         let windows =
             self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), *timing, now_wall_ms));
         let result = windows.add(&reading, &mut self.budget, now_wall_ms, &mut self.scratch);
-        if result.is_ok() && self.deadman_kinds[kind.index()] {
+        if let (Ok(&sensor), true) = (result.as_ref(), self.deadman_kinds[kind.index()]) {
             // The deadman timer runs on the reading's own time, so a replayed history
             // (the demo's backfill) shows which sensors fell silent and when.
             let ts = reading.ts_ms.min(now_wall_ms);
-            self.alerts.seen(&reading.sensor_id, kind, &reading.area, ts, clock_of(record.source));
+            self.deadman_entries.restart(&mut self.alerts, record.source, sensor, &reading, ts);
         }
         self.finish_closed(record.source, record.offset, emitted);
-        result
+        result.map(drop)
     }
 
     /// Whether `offset` of `source` is already part of this processor's state (a record
@@ -340,6 +368,7 @@ impl Processor {
             self.budget.tracked -= windows.tracked_sensors();
         }
         self.positions.remove(&source);
+        self.deadman_entries.0.remove(&source);
     }
 
     pub fn watermark(&self, source: SourcePartition) -> Option<i64> {
@@ -462,6 +491,66 @@ mod tests {
         assert!(p.alerts.state("fp-pm25-stuck").is_none(), "stuck sensors are judged against peers in the area stage");
         p.restore_alert(state(30, "pm25-no-data/no_data"));
         assert!(p.alerts.state("fp-pm25-no-data/no_data").is_some());
+    }
+
+    /// The sensors whose deadman alert fired since the last call.
+    fn silenced(p: &mut Processor) -> Vec<String> {
+        p.take_alerts().into_iter().filter(|a| a.event.status == "firing").map(|a| a.event.scope_key).collect()
+    }
+
+    /// `processor()` with one deadman rule: a PM2.5 sensor silent for 3 minutes.
+    fn deadman_processor() -> Processor {
+        let mut settings = CoreSettings::from(&Settings::defaults());
+        settings.windows[Kind::Pm25.index()] = vec![WindowSpec::tumbling("1m", 60_000)];
+        let rule = "[[rule]]\nid = \"silent\"\nkind = \"pm25\"\ntype = \"missing\"\nno_data_for = \"3m\"\nseverity = \"warning\"\n";
+        settings.alert_rules = crate::alert::rules::parse_rules(rule, "test").unwrap();
+        Processor::new(settings, Arc::new(Registry::empty()))
+    }
+
+    #[test]
+    fn a_sensor_given_a_forgotten_sensors_slot_keeps_its_own_deadman_timer() {
+        let mut p = deadman_processor();
+        let (mut out, mut offset) = (Vec::new(), 0);
+        let base = NOW - 3_600_000;
+        let mut feed_at = |p: &mut Processor, sensor: &str, ts: i64| {
+            feed(p, 0, offset, &json(sensor, ts, 10.0), NOW, &mut out).unwrap();
+            offset += 1;
+        };
+        // "a" reports once. "b" reports on: the watermark closes a's window and the window
+        // stage forgets "a". "c", new, then takes a's slot.
+        feed_at(&mut p, "a", base);
+        for step in 0..60 {
+            let ts = base + step * 10_000;
+            feed_at(&mut p, "b", ts);
+            if step >= 30 {
+                feed_at(&mut p, "c", ts);
+            }
+        }
+        assert_eq!(p.tracked_sensors(), 2, "\"a\" forgotten by the window stage");
+        p.tick(NOW, &mut Vec::new());
+        assert_eq!(silenced(&mut p), ["a"], "c's readings restart c's timer, not a's");
+        // "c" goes quiet; "b" reports on.
+        for step in 60..100 {
+            feed_at(&mut p, "b", base + step * 10_000);
+        }
+        p.tick(NOW, &mut Vec::new());
+        assert_eq!(silenced(&mut p), ["c"]);
+    }
+
+    #[test]
+    fn a_restored_partition_keeps_no_deadman_entry_of_the_state_it_replaced() {
+        let (mut p, mut q) = (deadman_processor(), deadman_processor());
+        let mut out = Vec::new();
+        let base = NOW - 3_600_000;
+        // p holds "a" in the partition's first slot, q holds "x" there.
+        feed(&mut p, 0, 0, &json("a", base, 1.0), NOW, &mut out).unwrap();
+        feed(&mut q, 0, 0, &json("x", base, 1.0), NOW, &mut out).unwrap();
+        p.restore_partition(P0, &q.checkpoint(P0).unwrap(), NOW).unwrap();
+        for offset in 1..30 {
+            feed(&mut p, 0, offset, &json("x", base + offset * 10_000, 1.0), NOW, &mut out).unwrap();
+        }
+        p.tick(NOW, &mut Vec::new());
+        assert_eq!(silenced(&mut p), ["a"], "x's readings, in the slot that was a's, restart x's timer");
     }
 
     #[test]

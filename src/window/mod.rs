@@ -9,7 +9,7 @@ pub mod spec;
 pub mod watermark;
 
 pub use partition::{
-    LatePolicy, PartitionWindows, SensorBudget, WindowTiming, STATE_FORMAT, STATE_FORMAT_PER_SLIDE, STATE_FORMAT_UNSHARED,
+    LatePolicy, PartitionWindows, SensorBudget, SensorSlot, WindowTiming, STATE_FORMAT, STATE_FORMAT_PER_SLIDE, STATE_FORMAT_UNSHARED,
 };
 pub use spec::WindowSpec;
 pub use watermark::Watermark;

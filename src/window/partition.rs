@@ -105,6 +105,15 @@ struct SpecPanes {
     due_ms: Option<i64>,
 }
 
+/// Where `PartitionWindows::add` holds a reading's sensor. A slot is the sensor's until the
+/// stage forgets the sensor; `new` says this reading gave it the slot (first reading, or the
+/// first since it was forgotten), so whatever a caller kept for the slot is another sensor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SensorSlot {
+    pub index: u32,
+    pub new: bool,
+}
+
 /// What one sensor needs remembered between records.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SensorState {
@@ -568,14 +577,16 @@ impl PartitionWindows {
         self.last_record_wall_ms
     }
 
-    /// Adds one validated reading; closes the windows its watermark passes.
+    /// Adds one validated reading; closes the windows its watermark passes. The sensor's
+    /// slot comes back, for callers that keep something per sensor beside this stage's
+    /// state (the deadman timer's entry) and look it up by slot, not by id.
     pub fn add(
         &mut self,
         reading: &Reading<'_>,
         budget: &mut SensorBudget,
         now_wall_ms: i64,
         closed: &mut Vec<WindowResult>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<SensorSlot, Rejection> {
         self.last_record_wall_ms = now_wall_ms;
         // Borrowed, not cloned: an `Arc` clone per reading is two atomic operations.
         let (specs, timing) = (&*self.specs, self.timing);
@@ -603,26 +614,27 @@ impl PartitionWindows {
                 );
             }
         }
-        let slot = match self.open.slots.get(&*reading.sensor_id) {
+        let sensor = match self.open.slots.get(&*reading.sensor_id) {
             Some(&slot) => {
                 let duplicate =
                     self.open.sensors.get(slot as usize).and_then(Option::as_ref).and_then(|s| s.duplicate(reading.ts_ms, reading.seq));
                 if let Some(detail) = duplicate {
                     return reject(Reason::Duplicate, detail);
                 }
-                slot
+                SensorSlot { index: slot, new: false }
             }
             None => {
                 if budget.tracked >= budget.cap {
                     return reject(Reason::Cardinality, format!("{} sensors tracked, the configured cap", budget.cap));
                 }
                 budget.tracked += 1;
-                self.open.track(&reading.sensor_id, specs.len())
+                SensorSlot { index: self.open.track(&reading.sensor_id, specs.len()), new: true }
             }
         };
+        let slot = sensor.index;
         let Reading { ts_ms, seq, observation, ref area, .. } = *reading;
         let open = &mut self.open;
-        let Some(state) = open.sensors.get_mut(slot as usize).and_then(Option::as_mut) else { return Ok(()) };
+        let Some(state) = open.sensors.get_mut(slot as usize).and_then(Option::as_mut) else { return Ok(sensor) };
         state.accept(ts_ms, seq);
         if !area.matches(&state.area) {
             state.area = area.to_area();
@@ -684,7 +696,7 @@ impl PartitionWindows {
         }
         self.open.watermark.observe(ts_ms);
         self.close_due(budget, closed);
-        Ok(())
+        Ok(sensor)
     }
 
     /// Lets an idle partition follow the event time of its peers, then closes what is due.
@@ -847,7 +859,7 @@ mod tests {
         }
 
         fn add(&mut self, r: Reading<'_>) -> Result<(), Reason> {
-            self.windows.add(&r, &mut self.budget, 0, &mut self.closed).map_err(|e| e.reason)
+            self.windows.add(&r, &mut self.budget, 0, &mut self.closed).map(drop).map_err(|e| e.reason)
         }
     }
 
