@@ -145,12 +145,12 @@ impl AlertInput<'_> {
 
 /// When a sensor last reported, for deadman rules: the reading's event time, and which
 /// stream clock (input partition) to compare it with. Its area is in `AlertEngine::seen_areas`
-/// (at `area`), read only when the timer runs out: the entry written per reading stays small.
+/// (at the same `SeenEntry`), read only when the timer runs out: the entry written per
+/// reading stays small.
 #[derive(Debug, Clone)]
 struct LastSeen {
     ts_ms: i64,
     clock: u32,
-    area: u32,
     kind: Kind,
 }
 
@@ -177,9 +177,9 @@ pub struct AlertEngine {
     /// caller kept no `SeenEntry`. `SmolStr` keys: a sensor id (up to 23 bytes) is compared
     /// in the table, without a second cache miss to the heap.
     seen_index: Map<SmolStr, SeenEntry>,
-    /// Per sensor (by `SeenEntry`): its id and when it last reported.
-    last_seen: Vec<(SmolStr, LastSeen)>,
-    /// The area of each sensor in `last_seen`, by `LastSeen::area`.
+    /// Per sensor, by `SeenEntry`: when it last reported.
+    last_seen: Vec<LastSeen>,
+    /// Per sensor, by `SeenEntry`: its area.
     seen_areas: Vec<Area>,
     /// Consecutive zero-variance windows per (rule, sensor).
     stuck_runs: Map<(usize, SmolStr), u32>,
@@ -241,9 +241,8 @@ impl AlertEngine {
             return None;
         }
         let entry = SeenEntry(self.last_seen.len() as u32);
-        let id = SmolStr::new(sensor);
-        self.seen_index.insert(id.clone(), entry);
-        self.last_seen.push((id, LastSeen { ts_ms, clock, area: self.seen_areas.len() as u32, kind }));
+        self.seen_index.insert(SmolStr::new(sensor), entry);
+        self.last_seen.push(LastSeen { ts_ms, clock, kind });
         self.seen_areas.push(area.to_area());
         Some(entry)
     }
@@ -251,7 +250,7 @@ impl AlertEngine {
     /// `seen`, for the sensor of `entry` (which `seen` returned for it).
     #[inline]
     pub fn seen_again(&mut self, entry: SeenEntry, ts_ms: i64, clock: u32) {
-        if let Some((_, last)) = self.last_seen.get_mut(entry.0 as usize) {
+        if let Some(last) = self.last_seen.get_mut(entry.0 as usize) {
             last.ts_ms = last.ts_ms.max(ts_ms);
             last.clock = clock;
         }
@@ -362,13 +361,14 @@ impl AlertEngine {
             let firing: std::collections::HashSet<&str> =
                 self.states.values().filter(|s| s.firing.is_some() && s.rule == rule_key).map(|s| s.scope_key.as_str()).collect();
             let mut due: Vec<(SmolStr, Area, i64)> = self
-                .last_seen
+                .seen_index
                 .iter()
-                .map(|(id, s)| (id, s))
-                .filter(|(_, s)| s.kind == kind)
-                .map(|(id, s)| (id, s, now_of(s.clock).unwrap_or(now_wall_ms).min(now_wall_ms) - s.ts_ms))
-                .filter(|(id, _, quiet_ms)| *quiet_ms > limit || firing.contains(id.as_str()))
-                .map(|(id, s, quiet_ms)| (id.clone(), self.seen_areas[s.area as usize].clone(), quiet_ms))
+                .filter_map(|(id, &SeenEntry(at))| {
+                    let last = self.last_seen.get(at as usize).filter(|last| last.kind == kind)?;
+                    let quiet_ms = now_of(last.clock).unwrap_or(now_wall_ms).min(now_wall_ms) - last.ts_ms;
+                    let due = quiet_ms > limit || firing.contains(id.as_str());
+                    due.then(|| (id.clone(), self.seen_areas[at as usize].clone(), quiet_ms))
+                })
                 .collect();
             due.sort_by(|a, b| a.0.cmp(&b.0));
             for (sensor, area, quiet_ms) in due {
