@@ -144,9 +144,9 @@ impl AlertInput<'_> {
 }
 
 /// When a sensor last reported, for deadman rules: the reading's event time, and which
-/// stream clock (input partition) to compare it with. Its area is in `AlertEngine::seen_areas`
-/// (at the same `SeenEntry`), read only when the timer runs out: the entry written per
-/// reading stays small.
+/// stream clock (input partition) to compare it with. Its id and area are in
+/// `AlertEngine::seen_ids` and `seen_areas` (at the same `SeenEntry`), read only when the
+/// timer runs out: the entry written per reading, and scanned per tick, stays small.
 #[derive(Debug, Clone)]
 struct LastSeen {
     ts_ms: i64,
@@ -179,7 +179,8 @@ pub struct AlertEngine {
     seen_index: Map<SmolStr, SeenEntry>,
     /// Per sensor, by `SeenEntry`: when it last reported.
     last_seen: Vec<LastSeen>,
-    /// Per sensor, by `SeenEntry`: its area.
+    /// Per sensor, by `SeenEntry`: its id and area.
+    seen_ids: Vec<SmolStr>,
     seen_areas: Vec<Area>,
     /// Consecutive zero-variance windows per (rule, sensor).
     stuck_runs: Map<(usize, SmolStr), u32>,
@@ -202,6 +203,7 @@ impl AlertEngine {
             states: Map::default(),
             seen_index: Map::default(),
             last_seen: Vec::new(),
+            seen_ids: Vec::new(),
             seen_areas: Vec::new(),
             stuck_runs: Map::default(),
             faulted_since: Map::default(),
@@ -241,7 +243,9 @@ impl AlertEngine {
             return None;
         }
         let entry = SeenEntry(self.last_seen.len() as u32);
-        self.seen_index.insert(SmolStr::new(sensor), entry);
+        let id = SmolStr::new(sensor);
+        self.seen_index.insert(id.clone(), entry);
+        self.seen_ids.push(id);
         self.last_seen.push(LastSeen { ts_ms, clock, kind });
         self.seen_areas.push(area.to_area());
         Some(entry)
@@ -357,17 +361,24 @@ impl AlertEngine {
             let (rule_id, kind) = (self.rules[index].id.clone(), self.rules[index].kind);
             let rule_key = format!("{rule_id}/no_data");
             // Only a silent sensor or one whose alert fires can change state: the rest (all
-            // but a few, every 200 ms) are passed over without a copy or a fingerprint.
-            let firing: std::collections::HashSet<&str> =
-                self.states.values().filter(|s| s.firing.is_some() && s.rule == rule_key).map(|s| s.scope_key.as_str()).collect();
+            // but a few, every 200 ms) are passed over in one scan of the small entries,
+            // without a copy or a fingerprint.
+            let firing: std::collections::HashSet<usize> = self
+                .states
+                .values()
+                .filter(|s| s.firing.is_some() && s.rule == rule_key)
+                .filter_map(|s| self.seen_index.get(s.scope_key.as_str()))
+                .map(|entry| entry.0 as usize)
+                .collect();
             let mut due: Vec<(SmolStr, Area, i64)> = self
-                .seen_index
+                .last_seen
                 .iter()
-                .filter_map(|(id, &SeenEntry(at))| {
-                    let last = self.last_seen.get(at as usize).filter(|last| last.kind == kind)?;
+                .enumerate()
+                .filter(|(_, last)| last.kind == kind)
+                .filter_map(|(at, last)| {
                     let quiet_ms = now_of(last.clock).unwrap_or(now_wall_ms).min(now_wall_ms) - last.ts_ms;
-                    let due = quiet_ms > limit || firing.contains(id.as_str());
-                    due.then(|| (id.clone(), self.seen_areas[at as usize].clone(), quiet_ms))
+                    let due = quiet_ms > limit || firing.contains(&at);
+                    due.then(|| (self.seen_ids[at].clone(), self.seen_areas[at].clone(), quiet_ms))
                 })
                 .collect();
             due.sort_by(|a, b| a.0.cmp(&b.0));
