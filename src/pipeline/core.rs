@@ -104,17 +104,25 @@ impl From<&Settings> for CoreSettings {
     }
 }
 
-/// The deadman entries `AlertEngine::seen` gave out, kept per partition by window slot: a
-/// reading restarts its sensor's timer through an index, not a second lookup by id (that
-/// table's cache misses cost the core's steady state ~9 % of its rate; see BENCHMARKS.md).
-#[derive(Default)]
-struct DeadmanEntries(HashMap<SourcePartition, Vec<Option<SeenEntry>>, foldhash::fast::RandomState>);
+/// One input partition's state: its windows, and by their sensor slots the deadman entries
+/// `AlertEngine::seen` gave out for those sensors. A reading restarts its sensor's timer
+/// through an index, not a second lookup by id (that table's cache misses cost the core's
+/// steady state ~9 % of its rate; see BENCHMARKS.md). The entries go with the windows whose
+/// slots they follow: a restored or dropped partition starts without them.
+struct Partition {
+    windows: PartitionWindows,
+    deadman: Vec<Option<SeenEntry>>,
+}
 
-impl DeadmanEntries {
-    /// Restarts the deadman timer of `reading`'s sensor, held in `sensor` of `source`.
-    fn restart(&mut self, alerts: &mut AlertEngine, source: SourcePartition, sensor: SensorSlot, reading: &Reading<'_>, ts_ms: i64) {
-        let clock = clock_of(source);
-        let kept = self.0.entry(source).or_default();
+impl Partition {
+    fn new(windows: PartitionWindows) -> Self {
+        Partition { windows, deadman: Vec::new() }
+    }
+
+    /// Restarts the deadman timer of `reading`'s sensor, held in `sensor`; `clock` is the
+    /// partition's stream clock.
+    fn restart_deadman(&mut self, alerts: &mut AlertEngine, clock: u32, sensor: SensorSlot, reading: &Reading<'_>, ts_ms: i64) {
+        let kept = &mut self.deadman;
         let slot = sensor.index as usize;
         // A new slot's entry, if any, was the sensor's that had the slot before.
         match kept.get(slot).copied().flatten().filter(|_| !sensor.new) {
@@ -136,7 +144,7 @@ pub struct Processor {
     specs: [Arc<[WindowSpec]>; 4],
     registry: Arc<Registry>,
     /// Looked up per record: foldhash, not SipHash (the keys are ours, not an attacker's).
-    partitions: HashMap<SourcePartition, PartitionWindows, foldhash::fast::RandomState>,
+    partitions: HashMap<SourcePartition, Partition, foldhash::fast::RandomState>,
     /// Per partition, one past the last offset processed (or restored from a checkpoint).
     positions: HashMap<SourcePartition, i64, foldhash::fast::RandomState>,
     budget: SensorBudget,
@@ -145,7 +153,6 @@ pub struct Processor {
     alerts: AlertEngine,
     /// Kinds with a deadman rule: only their readings restart the timer.
     deadman_kinds: [bool; 4],
-    deadman_entries: DeadmanEntries,
     alert_scratch: Vec<(AlertEvent, AlertState)>,
     pending_alerts: Vec<PendingAlert<(SourcePartition, i64)>>,
 }
@@ -173,7 +180,6 @@ impl Processor {
             memory: DomainMemory::default(),
             alerts,
             deadman_kinds,
-            deadman_entries: DeadmanEntries::default(),
             alert_scratch: Vec::new(),
             pending_alerts: Vec::new(),
         }
@@ -188,14 +194,16 @@ impl Processor {
         let reading =
             self.settings.decoder.decode(kind, record.format, record.payload, record.content_type, &self.registry, now_wall_ms)?;
         let (specs, timing) = (&self.specs[kind.index()], &self.settings.timing);
-        let windows =
-            self.partitions.entry(record.source).or_insert_with(|| PartitionWindows::new(kind, specs.clone(), *timing, now_wall_ms));
-        let result = windows.add(&reading, &mut self.budget, now_wall_ms, &mut self.scratch);
+        let partition = self
+            .partitions
+            .entry(record.source)
+            .or_insert_with(|| Partition::new(PartitionWindows::new(kind, specs.clone(), *timing, now_wall_ms)));
+        let result = partition.windows.add(&reading, &mut self.budget, now_wall_ms, &mut self.scratch);
         if let (Ok(&sensor), true) = (result.as_ref(), self.deadman_kinds[kind.index()]) {
             // The deadman timer runs on the reading's own time, so a replayed history
             // (the demo's backfill) shows which sensors fell silent and when.
             let ts = reading.ts_ms.min(now_wall_ms);
-            self.deadman_entries.restart(&mut self.alerts, record.source, sensor, &reading, ts);
+            partition.restart_deadman(&mut self.alerts, clock_of(record.source), sensor, &reading, ts);
         }
         self.finish_closed(record.source, record.offset, emitted);
         result.map(drop)
@@ -225,17 +233,18 @@ impl Processor {
     /// Processing-time housekeeping: a partition that has been idle for the configured
     /// time follows the most advanced watermark of the others, so it closes its windows.
     pub fn tick(&mut self, now_wall_ms: i64, emitted: &mut Vec<Emitted>) {
-        let Some(leading) = self.partitions.values().map(PartitionWindows::watermark).max() else { return };
+        let Some(leading) = self.partitions.values().map(|p| p.windows.watermark()).max() else { return };
         let mut idle: Vec<SourcePartition> = self
             .partitions
             .iter()
+            .map(|(source, p)| (source, &p.windows))
             .filter(|(_, w)| now_wall_ms - w.last_record_wall_ms() >= self.settings.idle_timeout_ms && w.watermark() < leading)
             .map(|(source, _)| *source)
             .collect();
         idle.sort();
         for source in idle {
-            if let Some(windows) = self.partitions.get_mut(&source) {
-                windows.advance_idle(leading, &mut self.budget, &mut self.scratch);
+            if let Some(partition) = self.partitions.get_mut(&source) {
+                partition.windows.advance_idle(leading, &mut self.budget, &mut self.scratch);
             }
             self.finish_closed(source, self.last_read(source), emitted);
         }
@@ -244,6 +253,7 @@ impl Processor {
         let clocks: HashMap<u32, i64> = self
             .partitions
             .iter()
+            .map(|(source, p)| (source, &p.windows))
             .filter(|(_, w)| w.watermark() > i64::MIN)
             .map(|(s, w)| {
                 (clock_of(*s), w.watermark() + self.settings.timing.out_of_orderness_ms + (now_wall_ms - w.last_record_wall_ms()).max(0))
@@ -302,12 +312,14 @@ impl Processor {
     /// empty it still follows its peers' event time (and its watermark can be announced).
     pub fn ensure_partition(&mut self, source: SourcePartition, now_wall_ms: i64) {
         let (specs, timing) = (&self.specs[source.kind.index()], &self.settings.timing);
-        self.partitions.entry(source).or_insert_with(|| PartitionWindows::new(source.kind, specs.clone(), *timing, now_wall_ms));
+        self.partitions
+            .entry(source)
+            .or_insert_with(|| Partition::new(PartitionWindows::new(source.kind, specs.clone(), *timing, now_wall_ms)));
     }
 
     /// Every tracked partition and its watermark.
     pub fn watermarks(&self) -> Vec<(SourcePartition, i64)> {
-        let mut out: Vec<(SourcePartition, i64)> = self.partitions.iter().map(|(s, w)| (*s, w.watermark())).collect();
+        let mut out: Vec<(SourcePartition, i64)> = self.partitions.iter().map(|(s, p)| (*s, p.windows.watermark())).collect();
         out.sort();
         out
     }
@@ -320,8 +332,8 @@ impl Processor {
             s
         };
         for source in sources {
-            if let Some(windows) = self.partitions.get_mut(&source) {
-                windows.advance_idle(i64::MAX / 2, &mut self.budget, &mut self.scratch);
+            if let Some(partition) = self.partitions.get_mut(&source) {
+                partition.windows.advance_idle(i64::MAX / 2, &mut self.budget, &mut self.scratch);
             }
             self.finish_closed(source, self.last_read(source), emitted);
         }
@@ -330,7 +342,7 @@ impl Processor {
     /// The state of `source` as of the last record read (none before its first record).
     pub fn checkpoint(&self, source: SourcePartition) -> Option<PartitionCheckpoint> {
         let position = *self.positions.get(&source)?;
-        let windows = self.partitions.get(&source)?;
+        let windows = &self.partitions.get(&source)?.windows;
         Some(PartitionCheckpoint { position, layout: self.layout(source.kind, crate::window::STATE_FORMAT), state: windows.snapshot() })
     }
 
@@ -350,7 +362,7 @@ impl Processor {
         let (specs, timing) = (&self.specs[source.kind.index()], &self.settings.timing);
         let windows = PartitionWindows::restore(source.kind, specs.clone(), *timing, now_wall_ms, &checkpoint.state, &mut self.budget)
             .map_err(|e| RestoreError::Decode(e.to_string()))?;
-        self.partitions.insert(source, windows);
+        self.partitions.insert(source, Partition::new(windows));
         self.positions.insert(source, checkpoint.position);
         Ok(())
     }
@@ -364,15 +376,14 @@ impl Processor {
 
     /// Forgets a partition (revoked in a rebalance); its new owner restores its checkpoint.
     pub fn drop_partition(&mut self, source: SourcePartition) {
-        if let Some(windows) = self.partitions.remove(&source) {
-            self.budget.tracked -= windows.tracked_sensors();
+        if let Some(partition) = self.partitions.remove(&source) {
+            self.budget.tracked -= partition.windows.tracked_sensors();
         }
         self.positions.remove(&source);
-        self.deadman_entries.0.remove(&source);
     }
 
     pub fn watermark(&self, source: SourcePartition) -> Option<i64> {
-        self.partitions.get(&source).map(PartitionWindows::watermark)
+        self.partitions.get(&source).map(|p| p.windows.watermark())
     }
 
     pub fn tracked_sensors(&self) -> usize {
@@ -380,7 +391,7 @@ impl Processor {
     }
 
     pub fn open_windows(&self) -> usize {
-        self.partitions.values().map(PartitionWindows::open_windows).sum()
+        self.partitions.values().map(|p| p.windows.open_windows()).sum()
     }
 }
 
