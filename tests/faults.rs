@@ -441,8 +441,11 @@ async fn sigterm_sigkill_and_an_influxdb_outage_lose_and_change_nothing() {
     // InfluxDB (VictoriaMetrics) down for 30 s mid-run: batches go to the disk spool,
     // consumption goes on with bounded memory, and the spool drains when it is back.
     let (mut victoria, victoria_url) = Service::victoria();
+    // Half the input first, the rest once it is down: whatever the pipeline's speed, there
+    // is input left to consume during the outage (all of it loaded at once, a fast run had
+    // consumed and written everything before the stop and spooled nothing).
     let outage = Run::new("faults-influx", &brokers, &victoria_url).await;
-    outage.load(&brokers, start).await;
+    let mut rest = outage.load_in_parts(&brokers, start, 2).await;
     let mut child = outage.start();
     outage.wait_for_progress(0.1).await;
     // VictoriaMetrics loses series it registered in the last seconds before a stop unless
@@ -450,6 +453,7 @@ async fn sigterm_sigkill_and_an_influxdb_outage_lose_and_change_nothing() {
     // is not under test here; what citysense does while it is down is.
     reqwest::get(format!("{victoria_url}/internal/force_flush")).await.expect("force_flush");
     victoria.stop();
+    outage.load_next_part(&brokers, start, &mut rest).await;
     let before = outage.committed_fraction();
     let (down, mut peak_rss, mut peak_spool) = (Instant::now(), 0, 0);
     while down.elapsed() < Duration::from_secs(30) {
