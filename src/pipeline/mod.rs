@@ -22,6 +22,7 @@ pub mod checkpoint;
 mod chunks;
 pub mod core;
 pub mod offsets;
+mod own_thread;
 pub mod stats;
 
 use std::sync::atomic::Ordering;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use self::chunks::{chunk_channel, ChunkReceiver, ChunkSender};
 use self::core::{CoreSettings, Emitted, InputRecord, PartitionCheckpoint, Processor, SourcePartition};
 use self::offsets::OffsetTracker;
+use self::own_thread::run_on_own_thread;
 use self::stats::PipelineStats;
 use crate::config::{KafkaSettings, Settings};
 use crate::decode::Format;
@@ -175,7 +177,7 @@ pub async fn run(settings: Settings, registry: Arc<Registry>, shared: Shared, sh
         forward_acks: area_acks_tx,
         restored: restored.into_iter().filter(|s| !area_rule(&settings, &s.rule)).collect(),
     };
-    let result = run_sensor_stage(settings, registry, shared, shutdown.clone(), sensor_alerts).await;
+    let result = run_on_own_thread(run_sensor_stage(settings, registry, shared, shutdown.clone(), sensor_alerts)).await;
     shutdown.cancel();
     if let Some(areas) = areas {
         match areas.await {
