@@ -7,8 +7,8 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc instead of glibc's malloc: the pipeline allocates and frees many small objects
 /// per record (decoded records, window results, payload buffers). On the core bench's loop
 /// it cut CPU time by about a quarter and page faults from ~48,600 to ~1,600 (glibc gave
-/// freed memory back to the kernel and faulted it in again); see BENCHMARKS.md. librdkafka's
-/// own C allocations still use glibc.
+/// freed memory back to the kernel and faulted it in again); see BENCHMARKS.md. With the
+/// crate's `override` feature librdkafka's C allocations use mimalloc too (src/allocator.rs).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
