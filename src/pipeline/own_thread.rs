@@ -4,9 +4,11 @@
 //! other worker may steal from). Stage 1 wakes the sink, the aggregates producer and the area
 //! stage many times a second, so awaited on a worker it shared that worker with them: in an
 //! end-to-end profile on two cores, one worker ran stage 1 and a third of the rest while the
-//! other worker idled three quarters of the time (BENCHMARKS.md, fifteenth session). On a
-//! thread of its own it still runs inside the runtime (spawns, timers, I/O) and the tasks
-//! it wakes go to the workers.
+//! other worker idled three quarters of the time (BENCHMARKS.md, fifteenth session). That
+//! happened where `pipeline::run` was spawned as a task (the benches, tests, a library
+//! user); `citysense run` and the demo await it in `Runtime::block_on` on the main thread,
+//! which is no worker. On a thread of its own stage 1 runs the same however it is called:
+//! still inside the runtime (spawns, timers, I/O), with the tasks it wakes on the workers.
 
 use std::future::Future;
 
@@ -33,7 +35,9 @@ where
         handle.block_on(async move {
             tokio::select! {
                 // First, so that a detached stage is not polled again: once the runtime is
-                // going away its timers may no longer be used.
+                // going away its timers may no longer be used. (A poll already under way
+                // then may still touch one and panic on this thread, which ends the stage
+                // as the crash that a dropped runtime stands for would.)
                 biased;
                 _ = detached => None,
                 output = stage => Some(output),
