@@ -179,8 +179,9 @@ pub struct AlertEngine {
     seen_index: Map<SmolStr, SeenEntry>,
     /// Per sensor, by `SeenEntry`: when it last reported.
     last_seen: Vec<LastSeen>,
-    /// Per sensor, by `SeenEntry`: its id and area.
+    /// Per sensor, by `SeenEntry`: its id.
     seen_ids: Vec<SmolStr>,
+    /// Per sensor, by `SeenEntry`: its area when first seen.
     seen_areas: Vec<Area>,
     /// Consecutive zero-variance windows per (rule, sensor).
     stuck_runs: Map<(usize, SmolStr), u32>,
